@@ -1,0 +1,1 @@
+"""The ``anomalist`` command line. Each area registers its commands from its own module."""

@@ -1,0 +1,201 @@
+"""One typed settings object for all of Anomalist.
+
+Precedence (lowest to highest): defaults < config file (YAML or TOML) < ``ANOMALIST_*`` environment variables
+< command-line flags. Nested fields use ``__`` in the environment, e.g. ``ANOMALIST_LLM__BACKEND=openai``.
+Settings are read only at the edges (CLI, server start-up) and passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from platformdirs import user_data_dir
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (e.g. ``~/.local/share/anomalist``)."""
+    return Path(user_data_dir("anomalist", appauthor=False))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogSettings(_Section):
+    """How logs are read and parsed."""
+
+    format: str | None = Field(None, description="Preset name or custom '<Date> <Time> <Level>: <Content>' format; None = detect")
+    max_line_bytes: int = Field(64 * 1024, ge=256, description="Longer lines are truncated (and counted)")
+    parser_state: Path | None = Field(None, description="File where the Drain parser state is saved/loaded")
+    json_message_field: str = "message"
+    json_timestamp_field: str = "timestamp"
+    json_level_field: str = "level"
+
+
+class DetectorSettings(_Section):
+    """Numerical detectors."""
+
+    metric_detector: str = "auto"
+    device: str = Field("auto", description="'auto' uses CUDA when present, else CPU")
+    seed: int = 0
+    torch_threads: int | None = Field(None, description="None = let the detector pick (min(cores, 2))")
+
+
+class LLMSettings(_Section):
+    """LLM backend (see agent.llm)."""
+
+    backend: Literal["local", "openai", "vllm", "none"] = "local"
+    model_path: Path | None = Field(None, description="GGUF file or HF folder for 'local'; None = embedded SmolLM2")
+    base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://localhost:8000/v1")
+    model: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = 30.0
+    max_retries: int = 2
+    concurrency: int = 4
+    temperature: float = 0.0
+    n_threads: int = Field(1, description="llama.cpp threads; 1 stays steady when other work shares the cores")
+    n_ctx: int = 2048
+    cache_dir: Path | None = Field(None, description="Verdict cache; None = <data_dir>/llm_cache")
+    redact_ips: bool = False
+    redact_hostnames: bool = False
+    extra_redaction_patterns: list[str] = Field(default_factory=list)
+
+
+class StoreSettings(_Section):
+    """Incident and runbook memory (chromadb)."""
+
+    mode: Literal["embedded", "server"] = "embedded"
+    path: Path | None = Field(None, description="Embedded store directory; None = <data_dir>/store")
+    host: str = "localhost"
+    port: int = 8000
+    token: SecretStr | None = None
+    ssl: bool = False
+
+
+class TriageSettings(_Section):
+    """Batch triage."""
+
+    top_k: int = Field(5, ge=1, le=50)
+    llm_budget_s: float = Field(60.0, description="A triage never waits on the LLM longer than this in total")
+    window: str = "5min"
+    fail_on: Literal["warning", "critical"] | None = None
+
+
+class ServerSettings(_Section):
+    """HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: SecretStr | None = None
+    max_body_mb: float = 50.0
+    request_timeout_s: float = 120.0
+    sync_max_bytes: int = Field(2_000_000, description="Larger triage uploads run as background jobs")
+    sources: dict[str, list[str]] = Field(default_factory=dict, description="service -> log file globs for alerts")
+    metrics_sources: dict[str, str] = Field(default_factory=dict, description="service -> metrics CSV path")
+    outgoing_webhook: str | None = None
+
+
+class Settings(BaseSettings):
+    """All of Anomalist's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANOMALIST_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    logs: LogSettings = Field(default_factory=LogSettings)
+    detectors: DetectorSettings = Field(default_factory=DetectorSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @property
+    def store_path(self) -> Path:
+        return self.store.path or self.data_dir / "store"
+
+    @property
+    def llm_cache_dir(self) -> Path:
+        return self.llm.cache_dir or self.data_dir / "llm_cache"
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML or TOML config file into a dict (``ValueError`` naming the file on bad content)."""
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot parse config file {path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings: file < environment < ``overrides`` (command-line flags, nested dicts allowed).
+
+    ``overrides`` values that are None are ignored, so unset flags do not hide the environment.
+    """
+    file_data = read_config_file(config_file) if config_file else {}
+    flags = _drop_none(overrides or {})
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _DictSource(settings_cls, file_data))
+
+    if not flags:
+        return _Loaded()
+    # Nested flags must not wipe environment/file values of the same section: merge onto them.
+    base = _Loaded().model_dump()
+    return _Loaded(**_deep_merge(base, flags))
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            sub = _drop_none(v)
+            if sub:
+                out[k] = sub
+        elif v is not None:
+            out[k] = v
+    return out

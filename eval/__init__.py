@@ -1,0 +1,1 @@
+"""Dataset loaders, honest metrics and the ``anomalist eval ...`` suites. Never downloads anything."""

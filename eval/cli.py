@@ -1,0 +1,134 @@
+"""``anomalist eval ...``: the evaluation suites. Arguments and JSON shapes are contracts fixed by the issues.
+
+Each suite lives in its own module exposing ``run(...) -> dict`` (the JSON object) and
+``render(result) -> rich renderable`` (the human table); this file only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True)
+_console = Console()
+
+_DATA_HELP = "Dataset directory (layouts: see the suite's help)."
+
+
+def _emit(result: dict[str, Any], as_json: bool, render: Any) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=None, default=_jsonable))
+    else:
+        _console.print(render(result))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _check_dir(data: Path) -> None:
+    if not data.is_dir():
+        raise typer.BadParameter(f"not a directory: {data}", param_hint="--data")
+
+
+@app.command("parsing")
+def parsing(
+    data: Path = typer.Option(..., "--data", help="Loghub-2k layout: <System>/<System>_2k.log(+_structured.csv), corrected/."),
+    systems: str = typer.Option(None, "--systems", help="Comma-separated systems; default every system present."),
+    ground_truth: str = typer.Option("corrected", "--ground-truth", help="corrected | original"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Parsing accuracy (GA, PA, FGA, FTA) and speed per system and as the mean."""
+    _check_dir(data)
+    if ground_truth not in ("corrected", "original"):
+        raise typer.BadParameter("must be 'corrected' or 'original'", param_hint="--ground-truth")
+    from eval import parsing as suite
+
+    _emit(suite.run(data, systems=_split(systems), ground_truth=ground_truth), as_json, suite.render)
+
+
+@app.command("parsing-speed")
+def parsing_speed(
+    data: Path = typer.Option(..., "--data", help="Loghub-2k layout; templates are re-filled with fresh parameters."),
+    lines: int = typer.Option(1_000_000, "--lines", min=1, help="Stream length."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Anomalist's parser vs plain drain3 (same masking) on a generated stream with known ground truth."""
+    _check_dir(data)
+    from eval import parsing_speed as suite
+
+    _emit(suite.run(data, n_lines=lines), as_json, suite.render)
+
+
+@app.command("timeseries")
+def timeseries(
+    data: Path = typer.Option(..., "--data", help="NAB layout (data/, labels/) or SMD layout (train/, test/, ...)."),
+    fmt: str = typer.Option(..., "--format", help="nab | smd"),
+    detectors: str = typer.Option(None, "--detectors", help="Comma-separated registry names; default all."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Time-series detectors side by side: AUC-PR, AUC-ROC, VUS-PR, F1 variants, timings."""
+    _check_dir(data)
+    if fmt not in ("nab", "smd"):
+        raise typer.BadParameter("must be 'nab' or 'smd'", param_hint="--format")
+    from eval import timeseries as suite
+
+    _emit(suite.run(data, fmt=fmt, detectors=_split(detectors)), as_json, suite.render)
+
+
+@app.command("logs")
+def logs(
+    data: Path = typer.Option(..., "--data", help="hdfs_sessions layout or loghub_2k layout."),
+    fmt: str = typer.Option(..., "--format", help="hdfs-sessions | bgl2k"),
+    detectors: str = typer.Option(None, "--detectors", help="Comma-separated log detector names; default all."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Log anomaly detectors: precision, recall, F1, AUC-PR."""
+    _check_dir(data)
+    if fmt not in ("hdfs-sessions", "bgl2k"):
+        raise typer.BadParameter("must be 'hdfs-sessions' or 'bgl2k'", param_hint="--format")
+    from eval import logs as suite
+
+    _emit(suite.run(data, fmt=fmt, detectors=_split(detectors)), as_json, suite.render)
+
+
+@app.command("llm")
+def llm(
+    data: Path = typer.Option(..., "--data", help="Loghub-2k layout."),
+    system: str = typer.Option("BGL", "--system", help="System whose templates are judged."),
+    backend: str = typer.Option("local", "--backend", help="local | openai"),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (backend openai)."),
+    model: str = typer.Option(None, "--model", help="Model name (backend openai) or local model path."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Judge only the first N templates (quick checks)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Zero-shot judgment of a system's templates: LLM, semantic prior, combined, and two baselines."""
+    _check_dir(data)
+    if backend not in ("local", "openai"):
+        raise typer.BadParameter("must be 'local' or 'openai'", param_hint="--backend")
+    from eval import llm as suite
+
+    result = suite.run(data, system=system, backend=backend, base_url=base_url, model=model, limit=limit)
+    _emit(result, as_json, suite.render)
+
+
+@app.command("retrieval")
+def retrieval(
+    data: Path = typer.Option(..., "--data", help="runbooks layout: runbooks/**.md and alert_rules.jsonl."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Alert → runbook retrieval: recall@1, recall@3, MRR in 'full' and 'description' modes."""
+    _check_dir(data)
+    from eval import retrieval as suite
+
+    _emit(suite.run(data), as_json, suite.render)

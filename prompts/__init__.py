@@ -1,0 +1,1 @@
+"""Prompt templates (Jinja2 files), versioned by content hash."""

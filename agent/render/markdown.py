@@ -1,0 +1,209 @@
+"""Markdown renderer: readable as plain text in a terminal and rendered in chat tools."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from agent.report import Finding, TriageReport
+
+_SEVERITY_MARK = {"info": "INFO", "warning": "WARNING", "critical": "CRITICAL"}
+_MAX_TEMPLATES = 6
+_MAX_SAMPLES = 3
+
+
+def _ts(value: datetime | None) -> str:
+    if value is None:
+        return "?"
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _span(start: datetime, end: datetime) -> str:
+    if start.date() == end.date():
+        return f"{_ts(start)} to {end.strftime('%H:%M:%S')}"
+    return f"{_ts(start)} to {_ts(end)}"
+
+
+def _cell(text: str, limit: int = 90) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cite(ids: list[str]) -> str:
+    return " [" + ", ".join(ids) + "]" if ids else ""
+
+
+def _fmt_num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def render_markdown(report: TriageReport) -> str:
+    """The report as Markdown."""
+    out: list[str] = []
+    out.append(f"# Triage report: {_SEVERITY_MARK[report.severity]}")
+    out.append("")
+    meta = [f"report `{report.id}`", f"created {_ts(report.created_at)}", f"schema {report.schema_version}"]
+    out.append(" · ".join(meta))
+    out.append("")
+    out.append(report.summary.text + _cite(report.summary.evidence_ids))
+    out.append("")
+    if report.degraded:
+        out.append("> **Degraded run.** " + "; ".join(f"{d.component} `{d.name}`: {d.reason}" for d in report.degraded))
+        out.append("")
+    if report.alert is not None:
+        a = report.alert
+        out.append(
+            f"**Alert [{a.id}]** `{a.name}` ({a.status or '?'}, severity {a.severity or '?'}"
+            + (f", service {a.service}" if a.service else "")
+            + f", since {_ts(a.starts_at)})"
+            + (f": {a.summary}" if a.summary else "")
+        )
+        out.append("")
+
+    out.append("## Findings")
+    out.append("")
+    if not report.findings:
+        out.append("No anomalies found.")
+        out.append("")
+    else:
+        out.append("| # | id | severity | span | services | what | score | verdict |")
+        out.append("|---|----|----------|------|----------|------|-------|---------|")
+        for f in report.findings:
+            verdict = "-"
+            if f.verdict is not None:
+                verdict = f"{'anomalous' if f.verdict.anomalous else 'normal'} {f.verdict.confidence:.2f} ({f.verdict.source})"
+            out.append(
+                f"| {f.rank} | {f.id} | {f.severity} | {_span(f.start, f.end)} | {_cell(', '.join(f.services) or '-', 40)}"
+                f" | {_cell(f.title, 70)} | {f.scores.total:.2f} | {verdict} |"
+            )
+        out.append("")
+        for f in report.findings:
+            out.extend(_finding(f))
+
+    if report.similar_incidents:
+        out.append("## Similar past incidents")
+        out.append("")
+        for inc in report.similar_incidents:
+            why = ", ".join(inc.why) or "similar"
+            line = f"- **[{inc.id}] {inc.title}** (`{inc.incident_id}`, score {inc.score:.2f}, {why})"
+            if inc.for_findings:
+                line += f", for {', '.join(inc.for_findings)}"
+            out.append(line)
+            if inc.root_cause:
+                out.append(f"  - root cause: {_cell(inc.root_cause, 300)}")
+            if inc.resolution:
+                out.append(f"  - resolution: {_cell(inc.resolution, 300)}")
+        out.append("")
+
+    if report.runbook is not None:
+        rb = report.runbook
+        out.append(f"## Runbook [{rb.id}]: {rb.title}")
+        out.append("")
+        out.append(f"`{rb.runbook_id}` (score {rb.score:.2f}, {', '.join(rb.why) or 'retrieved'})"
+                   + (f", source {rb.source}" if rb.source else ""))
+        out.append("")
+        section = None
+        for step in rb.steps:
+            if step.section != section:
+                section = step.section
+                out.append(f"**{section}**")
+                out.append("")
+            out.append(f"- [{step.id}] {_cell(step.text, 400)}")
+        out.append("")
+
+    out.extend(_inputs(report))
+    out.append("## Provenance")
+    out.append("")
+    v = report.versions
+    out.append(f"- anomalist {v.anomalist}, report schema {v.schema_version}")
+    out.append(f"- LLM: {v.llm_backend or 'none'}" + (f" ({v.llm_model})" if v.llm_model else ""))
+    if v.prompts:
+        out.append("- prompts: " + ", ".join(f"{k}@{h}" for k, h in sorted(v.prompts.items())))
+    if v.detectors:
+        out.append("- detectors: " + ", ".join(v.detectors))
+    if report.timings:
+        out.append("- timings: " + ", ".join(f"{t.stage} {t.seconds:.2f}s" for t in report.timings)
+                   + f" (total {report.total_seconds:.2f}s)")
+    out.append("")
+    return "\n".join(out)
+
+
+def _finding(f: Finding) -> list[str]:
+    out = [f"### {f.rank}. [{f.id}] {f.title}", ""]
+    out.append(
+        f"{f.severity} · {_span(f.start, f.end)} · services: {', '.join(f.services) or '-'} · "
+        f"score {f.scores.total:.2f} (strength {f.scores.strength:.2f}, severity {f.scores.severity:.2f}, "
+        f"novelty {f.scores.novelty:.2f}" + (f", llm {f.scores.llm:.2f}" if f.scores.llm is not None else "") + ")"
+    )
+    out.append("")
+    out.append("**Why:** " + f.explanation.text + _cite(f.explanation.evidence_ids))
+    out.append("")
+    if f.verdict is not None:
+        v = f.verdict
+        out.append(
+            f"**Verdict:** {'anomalous' if v.anomalous else 'normal'} (confidence {v.confidence:.2f}, "
+            f"{v.category}, by {v.source})" + (f": {v.reason}" if v.reason else "") + _cite(v.evidence_ids)
+        )
+        out.append("")
+    if f.templates:
+        out.append("| id | template | level | count | baseline/window | new |")
+        out.append("|----|----------|-------|-------|-----------------|-----|")
+        for t in f.templates[:_MAX_TEMPLATES]:
+            out.append(
+                f"| {t.id} | `{_cell(t.template, 80)}` | {t.level or '-'} | {t.count} | "
+                f"{t.baseline_per_window:.2f} | {'yes' if t.is_new else ''} |"
+            )
+        if len(f.templates) > _MAX_TEMPLATES:
+            out.append(f"| … | {len(f.templates) - _MAX_TEMPLATES} more templates | | | | |")
+        out.append("")
+        samples = [s for t in f.templates for s in t.samples][:_MAX_SAMPLES]
+        if samples:
+            out.append("Sample lines (redacted):")
+            out.append("")
+            out.append("```")
+            for s in samples:
+                where = f"{s.source}:{s.line_no}" if s.source else f"line {s.line_no}"
+                out.append(f"[{s.id}] {where}: {s.text[:300]}")
+            out.append("```")
+            out.append("")
+    if f.metrics:
+        out.append("| id | channel | drove | share | baseline mean | span mean | span max | change (σ) |")
+        out.append("|----|---------|-------|-------|---------------|-----------|----------|------------|")
+        for m in f.metrics:
+            out.append(
+                f"| {m.id} | {m.channel} | {'yes' if m.drove else ''} | {m.contribution:.2f} | "
+                f"{_fmt_num(m.baseline_mean)} | {_fmt_num(m.span_mean)} | {_fmt_num(m.span_max)} | {_fmt_num(m.change)} |"
+            )
+        out.append("")
+    if f.detectors:
+        out.append("Detectors: " + "; ".join(
+            f"[{d.id}] {d.detector} ({d.source}) {d.strength:.2f} at {_ts(d.start)}" for d in f.detectors
+        ))
+        out.append("")
+    refs = f.similar_incident_ids + ([f.runbook_id] if f.runbook_id else [])
+    if refs:
+        out.append("See also: " + ", ".join(refs))
+        out.append("")
+    return out
+
+
+def _inputs(report: TriageReport) -> list[str]:
+    i = report.inputs
+    out = ["## Inputs", ""]
+    if i.log_sources:
+        out.append(
+            f"- logs: {', '.join(i.log_sources[:5])}" + (f" (+{len(i.log_sources) - 5})" if len(i.log_sources) > 5 else "")
+            + f"; format {i.log_format or '?'}; {i.lines_read:,} lines read, {i.events:,} events, "
+            f"{i.lines_unparsed:,} unparsed, {i.lines_skipped:,} skipped; {i.templates:,} templates"
+        )
+    if i.time_start is not None:
+        out.append(f"- time range: {_ts(i.time_start)} to {_ts(i.time_end)}; {i.windows} windows of {i.window}")
+    if i.metric_source:
+        out.append(f"- metrics: {i.metric_source}; {i.metric_rows:,} rows × {len(i.metric_channels)} channels")
+    for note in i.notes:
+        out.append(f"- note: {note}")
+    out.append("")
+    return out

@@ -1,0 +1,348 @@
+"""The triage report: a versioned, self-contained, machine-readable result of one triage run.
+
+Every claim in a report cites evidence ids, and every cited id resolves to an object inside the same report
+(checked by :meth:`TriageReport.model_post_init` through :func:`check_citations`). Evidence ids are short and
+stable within a report:
+
+- ``F1`` a finding, ``F1.T2`` a log template of that finding, ``F1.L3`` a (redacted) sample line,
+  ``F1.M1`` a metric channel, ``F1.D1`` a detector hit;
+- ``I1`` a similar past incident, ``R1`` the matched runbook (``R1.S2`` one of its steps), ``A1`` the alert.
+
+The JSON schema (``TriageReport.model_json_schema()``) is the contract of the JSON renderer and the HTTP API.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = "1.0"
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+Stage = Literal["read", "parse", "windows", "log_detectors", "metrics", "group", "rank", "retrieve", "llm", "report"]
+
+_EVIDENCE_ID = re.compile(r"^(F\d+(\.(T|L|M|D)\d+)?|I\d+|R\d+(\.S\d+)?|A\d+)$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SampleLine(_Model):
+    """One log line shown as evidence, redacted before it enters the report."""
+
+    id: str = Field(description="Evidence id, e.g. F1.L1")
+    source: str | None = Field(None, description="File (or stream) the line came from")
+    line_no: int | None = Field(None, description="1-based line number in its source")
+    timestamp: datetime | None = None
+    text: str = Field(description="The redacted line content")
+
+
+class TemplateEvidence(_Model):
+    """A log template that contributed to a finding."""
+
+    id: str = Field(description="Evidence id, e.g. F1.T1")
+    template_id: str
+    template: str
+    level: str | None = Field(None, description="Most frequent log level of the template in the span")
+    components: list[str] = Field(default_factory=list, description="Loggers / components emitting it")
+    count: int = Field(ge=0, description="Occurrences inside the finding's span")
+    baseline_per_window: float = Field(
+        0.0, ge=0.0, description="Mean occurrences per window outside the finding's span"
+    )
+    total_count: int = Field(0, ge=0, description="Occurrences in the whole input")
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    is_new: bool = Field(False, description="Never seen before the finding's span")
+    samples: list[SampleLine] = Field(default_factory=list)
+
+
+class MetricEvidence(_Model):
+    """A metric channel of a finding, with a compact numeric summary around the span."""
+
+    id: str = Field(description="Evidence id, e.g. F1.M1")
+    channel: str
+    drove: bool = Field(description="True when this channel is among those that drove the detector's score")
+    contribution: float = Field(0.0, ge=0.0, le=1.0, description="Share of the anomaly score (0..1)")
+    baseline_mean: float | None = Field(None, description="Mean before the span")
+    baseline_std: float | None = None
+    span_mean: float | None = Field(None, description="Mean inside the span")
+    span_max: float | None = None
+    span_min: float | None = None
+    change: float | None = Field(None, description="(span_mean - baseline_mean) / baseline_std, when defined")
+
+
+class DetectorHit(_Model):
+    """One anomaly reported by one detector, as grouped into a finding."""
+
+    id: str = Field(description="Evidence id, e.g. F1.D1")
+    detector: str
+    source: Literal["log", "metric"]
+    start: datetime
+    end: datetime
+    score: float = Field(description="Raw detector score (higher = more anomalous)")
+    strength: float = Field(ge=0.0, le=1.0, description="Score normalized to 0..1 (relative to the detector's threshold)")
+    template_ids: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+
+
+class Scores(_Model):
+    """The ranking components of a finding (each 0..1) and their weighted total."""
+
+    strength: float = Field(ge=0.0, le=1.0, description="Max detector strength, boosted by agreement")
+    severity: float = Field(ge=0.0, le=1.0, description="From log levels and metric magnitudes")
+    novelty: float = Field(ge=0.0, le=1.0, description="Share of new templates and unseen behaviour")
+    llm: float | None = Field(None, ge=0.0, le=1.0, description="LLM (or prior) anomaly confidence, when judged")
+    total: float = Field(ge=0.0, description="Rank score (higher ranks first)")
+
+
+class Verdict(_Model):
+    """A machine-readable judgment of a finding."""
+
+    anomalous: bool
+    confidence: float = Field(ge=0.0, le=1.0)
+    category: str = "unknown"
+    reason: str = ""
+    source: Literal["llm", "llm+prior", "prior", "detectors"] = Field(
+        description="Who judged: the LLM, the LLM combined with the semantic prior, the prior alone, or the detectors"
+    )
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class Explanation(_Model):
+    """Text that explains something, with the evidence ids it rests on."""
+
+    text: str
+    evidence_ids: list[str] = Field(default_factory=list)
+    source: Literal["llm", "template"] = Field(
+        "template", description="'llm' when generated by the model, 'template' when composed from the evidence"
+    )
+
+
+class Finding(_Model):
+    """A group of anomalies that coincide in time, ranked."""
+
+    id: str = Field(description="Evidence id, e.g. F1")
+    rank: int = Field(ge=1)
+    title: str
+    start: datetime
+    end: datetime
+    services: list[str] = Field(default_factory=list)
+    severity: Severity
+    scores: Scores
+    templates: list[TemplateEvidence] = Field(default_factory=list)
+    metrics: list[MetricEvidence] = Field(default_factory=list)
+    detectors: list[DetectorHit] = Field(default_factory=list)
+    verdict: Verdict | None = None
+    explanation: Explanation
+    similar_incident_ids: list[str] = Field(default_factory=list, description="Ids (I1, ...) of similar incidents")
+    runbook_id: str | None = Field(None, description="Id (R1) of the runbook that applies, if any")
+
+
+class SimilarIncident(_Model):
+    """A past incident from the store that resembles a finding."""
+
+    id: str = Field(description="Evidence id, e.g. I1")
+    incident_id: str = Field(description="Id of the incident in the store")
+    title: str
+    summary: str = ""
+    root_cause: str | None = None
+    resolution: str | None = None
+    services: list[str] = Field(default_factory=list)
+    started_at: datetime | None = None
+    score: float
+    why: list[str] = Field(default_factory=list, description="Why it matched (exact name, keyword, semantic)")
+    for_findings: list[str] = Field(default_factory=list, description="Findings it was retrieved for")
+
+
+class RunbookStep(_Model):
+    id: str = Field(description="Evidence id, e.g. R1.S1")
+    section: str
+    text: str
+
+
+class RunbookRef(_Model):
+    """The runbook matched to the alert (or to the top finding)."""
+
+    id: str = Field(description="Evidence id, e.g. R1")
+    runbook_id: str
+    title: str
+    source: str | None = None
+    score: float
+    why: list[str] = Field(default_factory=list)
+    steps: list[RunbookStep] = Field(default_factory=list)
+
+
+class AlertRef(_Model):
+    """The alert that asked for this triage."""
+
+    id: str = "A1"
+    name: str
+    status: str | None = None
+    severity: str | None = None
+    service: str | None = None
+    starts_at: datetime | None = None
+    summary: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DegradedFlag(_Model):
+    """Something that did not run (or ran partly); the report is still valid without it."""
+
+    component: Literal["llm", "store", "metrics", "logs", "detector", "parser", "alert"]
+    name: str = Field(description="Which one, e.g. the detector name or 'llm'")
+    reason: str
+
+
+class StageTiming(_Model):
+    stage: Stage
+    seconds: float = Field(ge=0.0)
+
+
+class InputSummary(_Model):
+    """What was read, and how much of it was usable."""
+
+    log_sources: list[str] = Field(default_factory=list)
+    log_format: str | None = None
+    lines_read: int = 0
+    events: int = 0
+    lines_unparsed: int = 0
+    lines_skipped: int = 0
+    templates: int = 0
+    time_start: datetime | None = None
+    time_end: datetime | None = None
+    window: str | None = None
+    windows: int = 0
+    metric_source: str | None = None
+    metric_channels: list[str] = Field(default_factory=list)
+    metric_rows: int = 0
+    notes: list[str] = Field(default_factory=list, description="Counted skips and other reader remarks")
+
+
+class Versions(_Model):
+    anomalist: str
+    schema_version: str = SCHEMA_VERSION
+    llm_backend: str | None = None
+    llm_model: str | None = None
+    prompts: dict[str, str] = Field(default_factory=dict, description="prompt name -> content hash")
+    detectors: list[str] = Field(default_factory=list)
+
+
+class Series(_Model):
+    """A (downsampled) time series for plots."""
+
+    name: str
+    timestamps: list[datetime]
+    values: list[float | None]
+
+
+class Span(_Model):
+    finding_id: str
+    start: datetime
+    end: datetime
+
+
+class Timeline(_Model):
+    """Bounded plot data: metric channels and per-template counts over time, and the findings' spans."""
+
+    metrics: list[Series] = Field(default_factory=list)
+    template_counts: list[Series] = Field(default_factory=list)
+    spans: list[Span] = Field(default_factory=list)
+
+
+class TriageReport(_Model):
+    """The result of one triage: ranked findings with their evidence, memory, runbook and provenance."""
+
+    schema_version: str = SCHEMA_VERSION
+    id: str = Field(description="Report id (content-independent, unique per run)")
+    created_at: datetime
+    severity: Severity
+    summary: Explanation
+    alert: AlertRef | None = None
+    findings: list[Finding] = Field(default_factory=list)
+    similar_incidents: list[SimilarIncident] = Field(default_factory=list)
+    runbook: RunbookRef | None = None
+    degraded: list[DegradedFlag] = Field(default_factory=list)
+    timings: list[StageTiming] = Field(default_factory=list)
+    versions: Versions
+    inputs: InputSummary = Field(default_factory=InputSummary)
+    timeline: Timeline = Field(default_factory=Timeline)
+
+    @model_validator(mode="after")
+    def _citations_resolve(self) -> TriageReport:
+        missing = check_citations(self)
+        if missing:
+            raise ValueError(f"report cites evidence that it does not contain: {sorted(missing)}")
+        return self
+
+    @property
+    def is_degraded(self) -> bool:
+        return bool(self.degraded)
+
+    @property
+    def total_seconds(self) -> float:
+        return round(sum(t.seconds for t in self.timings), 3)
+
+    def evidence_ids(self) -> set[str]:
+        """Every evidence id defined in this report."""
+        ids: set[str] = set()
+        for f in self.findings:
+            ids.add(f.id)
+            for t in f.templates:
+                ids.add(t.id)
+                ids.update(s.id for s in t.samples)
+            ids.update(m.id for m in f.metrics)
+            ids.update(d.id for d in f.detectors)
+        ids.update(i.id for i in self.similar_incidents)
+        if self.runbook is not None:
+            ids.add(self.runbook.id)
+            ids.update(s.id for s in self.runbook.steps)
+        if self.alert is not None:
+            ids.add(self.alert.id)
+        return ids
+
+    def finding(self, finding_id: str) -> Finding:
+        for f in self.findings:
+            if f.id == finding_id:
+                return f
+        raise KeyError(finding_id)
+
+
+def check_citations(report: TriageReport) -> set[str]:
+    """Evidence ids cited anywhere in ``report`` that are malformed or not defined in it (empty = all good)."""
+    defined = report.evidence_ids()
+    cited: list[str] = list(report.summary.evidence_ids)
+    for f in report.findings:
+        cited.extend(f.explanation.evidence_ids)
+        if f.verdict is not None:
+            cited.extend(f.verdict.evidence_ids)
+        cited.extend(f.similar_incident_ids)
+        if f.runbook_id is not None:
+            cited.append(f.runbook_id)
+    for inc in report.similar_incidents:
+        cited.extend(inc.for_findings)
+    cited.extend(s.finding_id for s in report.timeline.spans)
+    return {c for c in cited if c not in defined or not _EVIDENCE_ID.match(c)}
+
+
+def max_severity(values: list[str]) -> Severity:
+    """The highest of ``values`` ("info" when empty)."""
+    best = "info"
+    for v in values:
+        if SEVERITY_ORDER[v] > SEVERITY_ORDER[best]:
+            best = v
+    return best  # type: ignore[return-value]
+
+
+def severity_at_least(severity: str, threshold: str) -> bool:
+    """True when ``severity`` reaches ``threshold`` ("warning" < "critical")."""
+    return SEVERITY_ORDER[severity] >= SEVERITY_ORDER[threshold]
+
+
+def report_json_schema() -> dict[str, object]:
+    """The JSON schema of :class:`TriageReport` (the JSON renderer's and the HTTP API's contract)."""
+    return TriageReport.model_json_schema()

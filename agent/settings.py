@@ -98,6 +98,14 @@ class ServerSettings(_Section):
     sources: dict[str, list[str]] = Field(default_factory=dict, description="service -> log file globs for alerts")
     metrics_sources: dict[str, str] = Field(default_factory=dict, description="service -> metrics CSV path")
     outgoing_webhook: str | None = None
+    outgoing_timeout_s: float = Field(10.0, gt=0, description="Timeout of one POST to the outgoing webhook")
+    workers: int = Field(2, ge=1, le=64, description="Triage worker threads (bounded pool; webhooks never wait)")
+    max_queue: int = Field(200, ge=1, description="Queued triages beyond this are refused with 503")
+    chat_concurrency: int = Field(2, ge=1, le=64, description="Chat turns running at once (others wait)")
+    chat_max_steps: int = Field(6, ge=1, le=20, description="Most model calls per chat turn")
+    alert_lookback_minutes: int = Field(120, ge=1, description="Metrics window before an alert's startsAt")
+    dedup_capacity: int = Field(10_000, ge=100, description="Alert (fingerprint, startsAt) keys remembered")
+    max_conversations: int = Field(256, ge=1, description="Chat conversations kept in memory (LRU)")
 
 
 class Settings(BaseSettings):

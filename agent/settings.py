@@ -84,6 +84,14 @@ class TriageSettings(_Section):
     llm_budget_s: float = Field(60.0, description="A triage never waits on the LLM longer than this in total")
     window: str = "5min"
     fail_on: Literal["warning", "critical"] | None = None
+    log_detectors: list[str] = Field(
+        default_factory=lambda: ["new_template", "template_spike", "count_pca"],
+        description="Log detectors run on the batch's window counts",
+    )
+    baseline_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="Leading share of windows new_template learns from")
+    min_strength: float = Field(0.6, ge=0.5, le=1.0, description="Hits weaker than this (0.5 = at threshold) are dropped")
+    max_findings: int = Field(20, ge=1, le=200, description="Findings kept in the report (the top_k are enriched)")
+    incidents_k: int = Field(3, ge=0, le=20, description="Similar incidents retrieved per enriched finding")
 
 
 class ServerSettings(_Section):

@@ -1,0 +1,309 @@
+"""``LogParser``: drain3's TemplateMiner with Anomalist's masking, a content cache, template merging and safe state.
+
+What it adds to plain drain3, all by general rules:
+
+- Masking in one regex pass, in the canonical template form (see :mod:`tools.masking`).
+- Mask-aware similarity: Drain sees masked variables as ``<#>`` and leaves positions masked on both sides out of
+  its similarity ratio, so a message whose tokens are mostly masked (HDFS ``BLOCK* ask <*> to delete <*> <*> ...``)
+  matches its own cluster again instead of opening a new one on every occurrence (template ids stay stable on long
+  streams), while two messages that share only their variables are not pulled together.
+- A bounded cache from masked content to cluster: a message whose masked form was seen before skips Drain.
+- Clusters whose canonical templates become identical are merged (the younger one becomes an alias), so
+  over-split templates share one template id.
+- State is saved as plain JSON (never jsonpickle) and the Drain tree is rebuilt from it on load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import logging
+from pathlib import Path
+from typing import Any
+
+from drain3 import TemplateMiner
+from drain3.drain import Drain, LogCluster
+from drain3.template_miner_config import TemplateMinerConfig
+
+from tools.errors import InputError
+from tools.masking import WILDCARD, Masker, canonical
+
+logger = logging.getLogger(__name__)
+
+DRAIN_MASK = "<#>"  # how a masked variable looks to Drain: a constant token, so it counts as similar
+STATE_KIND = "anomalist-parser-state"
+STATE_VERSION = 1
+
+
+_VAR_LIKE: dict[str, bool] = {}
+_ALNUM = re.compile(r"[A-Za-z0-9]")
+
+
+def _var_like(token: str) -> bool:
+    """A token that is only masked variables and punctuation (``<#>``, ``<#>:``, ``(<#>)``), memoised (bounded)."""
+    out = DRAIN_MASK in token and _ALNUM.search(token.replace(DRAIN_MASK, "")) is None
+    if len(_VAR_LIKE) > 100_000:
+        _VAR_LIKE.clear()
+    _VAR_LIKE[token] = out
+    return out
+
+
+class _MaskAwareDrain(Drain):
+    """Drain whose similarity ignores positions masked in both the template and the message.
+
+    Plain Drain counts a masked token as a mismatch, so a message made mostly of variables never reaches the
+    similarity threshold, not even against its own cluster. Here a position where both sides hold a masked
+    variable is left out of the ratio; a position Drain generalised (``<*>``) still counts as not similar.
+    """
+
+    def get_seq_distance(self, seq1, seq2, include_params):  # type: ignore[no-untyped-def]
+        n = len(seq1)
+        if n == 0:
+            return 1.0, 0
+        sim = 0
+        params = 0
+        both_masked = 0
+        param_str = self.param_str
+        var_like = _VAR_LIKE
+        for t1, t2 in zip(seq1, seq2):
+            if t1 == param_str:
+                params += 1
+            elif t1 == t2:
+                v = var_like.get(t1)
+                if v is None:
+                    v = _var_like(t1)
+                if v:
+                    both_masked += 1
+                else:
+                    sim += 1
+        if include_params:
+            sim += params
+        denom = n - both_masked
+        return (sim / denom if denom else 1.0), params
+
+
+def miner_config(depth: int, sim_th: float, max_children: int, max_clusters: int | None) -> TemplateMinerConfig:
+    """A drain3 config built in code (no drain3.ini is read), masking off (we mask before Drain)."""
+    cfg = TemplateMinerConfig()
+    cfg.drain_depth = depth
+    cfg.drain_sim_th = sim_th
+    cfg.drain_max_children = max_children
+    cfg.drain_max_clusters = max_clusters
+    cfg.masking_instructions = []
+    cfg.parametrize_numeric_tokens = True
+    cfg.profiling_enabled = False
+    return cfg
+
+
+class LogParser:
+    """Streaming template miner; ``add(content)`` returns a stable integer template id.
+
+    Args:
+        depth: Drain prefix-tree depth (>= 3).
+        sim_th: Drain similarity threshold in [0, 1].
+        max_children: Drain max children per tree node.
+        max_clusters: Bound on the clusters Drain keeps (LRU); None = unbounded.
+        cache_size: Bound on the masked-content cache.
+        mask_aware: Mask-aware similarity (see module docstring); False = plain drain3 similarity.
+        merge: Merge clusters whose canonical templates become identical.
+    """
+
+    def __init__(
+        self,
+        depth: int = 4,
+        sim_th: float = 0.5,
+        max_children: int = 100,
+        max_clusters: int | None = 50_000,
+        cache_size: int = 200_000,
+        mask_aware: bool = True,
+        merge: bool = True,
+    ) -> None:
+        self.depth = depth
+        self.sim_th = sim_th
+        self.max_children = max_children
+        self.max_clusters = max_clusters
+        self.cache_size = cache_size
+        self.mask_aware = mask_aware
+        self.merge = merge
+        self._miner: TemplateMiner | None = None
+
+    # -- set-up -------------------------------------------------------------------------------------------
+    def _ensure(self) -> TemplateMiner:
+        if self._miner is None:
+            if self.depth < 3:
+                raise ValueError(f"depth must be >= 3, got {self.depth}")
+            if not 0.0 <= self.sim_th <= 1.0:
+                raise ValueError(f"sim_th must be in [0, 1], got {self.sim_th}")
+            cfg = miner_config(self.depth, self.sim_th, self.max_children, self.max_clusters)
+            self._miner = TemplateMiner(persistence_handler=None, config=cfg)
+            if self.mask_aware:
+                old = self._miner.drain
+                self._miner.drain = _MaskAwareDrain(
+                    depth=old.log_cluster_depth, sim_th=old.sim_th, max_children=old.max_children,
+                    max_clusters=old.max_clusters, extra_delimiters=old.extra_delimiters, profiler=old.profiler,
+                    param_str=old.param_str, parametrize_numeric_tokens=old.parametrize_numeric_tokens,
+                )
+            self._masker = Masker()
+            self._cache: dict[str, int] = {}
+            self._alias: dict[int, int] = {}
+            self._text_to_id: dict[str, int] = {}
+            self._texts: dict[int, tuple[tuple[str, ...], str]] = {}
+            self.counts: dict[int, int] = {}
+        return self._miner
+
+    @property
+    def miner(self) -> TemplateMiner:
+        """The underlying drain3 TemplateMiner."""
+        return self._ensure()
+
+    # -- mining -------------------------------------------------------------------------------------------
+    def mask(self, content: str) -> str:
+        """The canonical masked form of a message."""
+        self._ensure()
+        return self._masker.mask(content)
+
+    def add(self, content: str) -> int:
+        """Mine one message (header already removed); returns its template id."""
+        miner = self._miner or self._ensure()
+        masked = self._masker.mask(content)
+        cid = self._cache.get(masked)
+        if cid is None or (self.max_clusters is not None and cid not in miner.drain.id_to_cluster):
+            cid = self._mine(masked)
+        elif self.max_clusters is not None:
+            miner.drain.id_to_cluster[cid]  # touch: keep hot clusters out of LRU eviction
+        tid = self._alias.get(cid, cid)
+        self.counts[tid] = self.counts.get(tid, 0) + 1
+        return tid
+
+    def add_many(self, contents: list[str]) -> list[int]:
+        """Mine several messages; same as ``[add(c) for c in contents]``."""
+        add = self.add
+        return [add(c) for c in contents]
+
+    def _mine(self, masked: str) -> int:
+        miner = self.miner
+        drain_in = masked.replace(WILDCARD, DRAIN_MASK) if self.mask_aware else masked
+        result = miner.add_log_message(drain_in)
+        cid = int(result["cluster_id"])
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()  # rare; simpler and as good as LRU for a stream of repeating templates
+        self._cache[masked] = cid
+        if self.merge and result["change_type"] != "none" and cid not in self._alias:
+            text = self._cluster_text(cid)
+            target = self._text_to_id.get(text)
+            if target is not None and target != cid and target in miner.drain.id_to_cluster:
+                target = self._alias.get(target, target)
+                if target != cid:
+                    self._alias[cid] = target
+                    logger.debug("merged template %d into %d: %s", cid, target, text)
+            else:
+                self._text_to_id[text] = cid
+        return cid
+
+    def _cluster_text(self, cid: int) -> str:
+        cluster = self.miner.drain.id_to_cluster.get(cid)
+        if cluster is None:
+            cached = self._texts.get(cid)
+            return cached[1] if cached else ""
+        tokens = cluster.log_template_tokens
+        cached = self._texts.get(cid)
+        if cached is not None and cached[0] is tokens:
+            return cached[1]
+        text = canonical(" ".join(tokens).replace(DRAIN_MASK, WILDCARD))
+        self._texts[cid] = (tokens, text)
+        return text
+
+    # -- reading results ----------------------------------------------------------------------------------
+    def template(self, template_id: int) -> str:
+        """The current template text of an id (``<*>`` marks variables)."""
+        self._ensure()
+        return self._cluster_text(self._alias.get(template_id, template_id))
+
+    def templates(self) -> dict[int, str]:
+        """Every live template id and its text (aliases excluded)."""
+        miner = self.miner
+        return {cid: self._cluster_text(cid) for cid in list(miner.drain.id_to_cluster.keys())
+                if cid not in self._alias}
+
+    def resolve(self, cluster_id: int) -> int:
+        """The template id a Drain cluster id reports as (itself unless merged)."""
+        self._ensure()
+        return self._alias.get(cluster_id, cluster_id)
+
+    @property
+    def n_templates(self) -> int:
+        """Number of live templates (merged clusters count once)."""
+        return len(self.templates())
+
+    # -- state --------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The state as plain JSON-able data."""
+        miner = self.miner
+        clusters = [
+            {"id": c.cluster_id, "tokens": list(c.log_template_tokens), "size": c.size}
+            for c in sorted(miner.drain.id_to_cluster.values(), key=lambda c: c.cluster_id)
+        ]
+        return {
+            "kind": STATE_KIND,
+            "version": STATE_VERSION,
+            "config": {
+                "depth": self.depth, "sim_th": self.sim_th, "max_children": self.max_children,
+                "max_clusters": self.max_clusters, "cache_size": self.cache_size,
+                "mask_aware": self.mask_aware, "merge": self.merge,
+            },
+            "clusters_counter": miner.drain.clusters_counter,
+            "clusters": clusters,
+            "alias": {str(k): v for k, v in self._alias.items()},
+            "counts": {str(k): v for k, v in self.counts.items()},
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the state to ``path`` as JSON (atomically)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        tmp.replace(p)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LogParser:
+        """Rebuild a parser from :meth:`to_dict` data (raises ``InputError`` on anything else)."""
+        if not isinstance(data, dict) or data.get("kind") != STATE_KIND:
+            raise InputError("not an Anomalist parser state file")
+        if data.get("version") != STATE_VERSION:
+            raise InputError(f"unsupported parser state version {data.get('version')!r}")
+        try:
+            parser = cls(**data["config"])
+            miner = parser.miner
+            drain = miner.drain
+            for c in data["clusters"]:
+                cluster = LogCluster([str(t) for t in c["tokens"]], int(c["id"]))
+                cluster.size = int(c["size"])
+                drain.id_to_cluster[cluster.cluster_id] = cluster
+                drain.add_seq_to_prefix_tree(drain.root_node, cluster)
+            drain.clusters_counter = int(data["clusters_counter"])
+            parser._alias = {int(k): int(v) for k, v in data.get("alias", {}).items()}
+            parser.counts = {int(k): int(v) for k, v in data.get("counts", {}).items()}
+            for cid in list(drain.id_to_cluster.keys()):
+                if cid not in parser._alias:
+                    parser._text_to_id.setdefault(parser._cluster_text(cid), cid)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"corrupt parser state: {exc}") from exc
+        return parser
+
+    @classmethod
+    def load(cls, path: str | Path) -> LogParser:
+        """Load a state written by :meth:`save` (plain JSON; nothing executable is ever deserialised)."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise InputError(f"parser state not found: {p}") from exc
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read parser state {p}: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def for_format(cls, depth: int, sim_th: float, **kwargs: Any) -> LogParser:
+        """A parser with the Drain settings of a log format."""
+        return cls(depth=depth, sim_th=sim_th, **kwargs)

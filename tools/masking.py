@@ -1,0 +1,118 @@
+"""Masking of variable parts before Drain, and the canonical form of templates.
+
+One compiled alternation finds the variable spans (numbers, IPs, hex, UUIDs, paths, URLs, booleans, ...) in a
+single pass. The result is then put in the canonical template form of Khan et al. (ICSE'22, "Guidelines for
+assessing the accuracy of log message template identification techniques"): a word glued to a variable is a
+variable (``blk_<*>`` -> ``<*>``), dot-separated and directly adjacent variables are one variable. The same rules
+are applied to the templates Drain produces, so templates read the way the Loghub-2.0 ground truth is written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+WILDCARD = "<*>"
+
+# Path-like strings are bounded by these (the "path delimiters" of the guidelines).
+_PD = r"\s,!;:=|\"'\[\](){}"
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*"
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*"
+_VARIABLE_PATTERNS: tuple[str, ...] = (
+    # date-times as one variable: ISO 8601, and "Sat Jun 18 02:08:10 2005" / "Jun 18 02:08:10 EDT 2005" styles
+    r"(?<![A-Za-z0-9])\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?(?![A-Za-z0-9])",
+    rf"(?<![A-Za-z0-9])(?:{_DAY},? +)?{_MONTH} +\d{{1,2}},? +\d\d:\d\d:\d\d(?:[.,]\d+)?(?: +[A-Z]{{3,4}})?(?: +\d{{4}})?"
+    r"(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9:])\d\d:\d\d:\d\d(?:[.,]\d+)?(?![A-Za-z0-9:])",  # a time of day
+    r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+",  # URL
+    rf"(?<![^{_PD}])(?:/[^{_PD}/]+)+/?(?![^{_PD}])",  # absolute path (also /ip)
+    rf"(?<![^{_PD}])(?:[A-Za-z]:)?(?:\\[^{_PD}\\]+){{2,}}\\?(?![^{_PD}])",  # windows path
+    r"(?<![A-Za-z0-9])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}(?![A-Za-z0-9])",  # MAC address
+    r"(?<![A-Za-z0-9])0[xX][0-9a-fA-F]+(?![A-Za-z0-9])",  # 0x hex
+    # hex id: 6+ hex digits with at least one digit and one letter a-f, or 8+ hex digits of any kind
+    r"(?<![A-Za-z0-9])(?:(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{6,}|[0-9a-fA-F]{8,})(?![A-Za-z0-9])",
+    r'(?<==")[^"]+(?=")',  # a quoted value of a key="value" pair
+    r"(?<![A-Za-z0-9.])[-+]?\d+(?:\.\d+)*(?![A-Za-z0-9])",  # integers, decimals, dotted numbers (IPs, versions)
+    r"(?<![A-Za-z0-9])(?i:true|false|null|none)(?![A-Za-z0-9])",  # booleans and null words
+)
+VARIABLE_REGEX = re.compile("|".join(f"(?:{p})" for p in _VARIABLE_PATTERNS))
+
+# Token delimiters of the guidelines: a piece between them that holds a variable and other characters is a variable.
+_DELIMS = re.compile(r"([\s,!;:=|\"'\[\](){}.\-+@#$%&])")
+_GLUED = re.compile(r"[^\s,!;:=|\"'\[\](){}.\-+@#$%&/]*<\*>[^\s,!;:=|\"'\[\](){}.\-+@#$%&/]*")
+_DOTTED = re.compile(r"<\*>(?:\.<\*>)+")
+_ADJACENT = re.compile(r"(?:<\*>){2,}")
+_HOSTPORT = re.compile(r"<\*>:<\*>")
+
+
+def canonical(text: str) -> str:
+    """Put a masked text or template in canonical form (idempotent).
+
+    Rules: a piece glued to a variable without a delimiter is a variable (``blk_<*>``, ``<*>ms``);
+    ``<*>.<*>``, ``<*><*>`` and ``<*>:<*>`` (host:port) collapse to ``<*>``.
+    """
+    if WILDCARD not in text:
+        return text
+    text = _GLUED.sub(WILDCARD, text)
+    text = _DOTTED.sub(WILDCARD, text)
+    text = _ADJACENT.sub(WILDCARD, text)
+    return _HOSTPORT.sub(WILDCARD, text) if "<*>:<*>" in text else text
+
+
+class Masker:
+    """Masks the variable parts of a message in one regex pass, with a bounded cache of canonical forms.
+
+    Args:
+        cache_size: Entries kept in the raw-masked -> canonical cache (LRU-ish: cleared by halves when full).
+    """
+
+    def __init__(self, cache_size: int = 100_000) -> None:
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._sub = VARIABLE_REGEX.sub
+
+    def mask(self, content: str) -> str:
+        """The canonical masked form of ``content`` (variables as ``<*>``)."""
+        raw = self._sub(WILDCARD, content)
+        hit = self._cache.get(raw)
+        if hit is not None:
+            return hit
+        out = canonical(raw)
+        if len(self._cache) >= self.cache_size:
+            for _ in range(self.cache_size // 2):
+                self._cache.popitem(last=False)
+        self._cache[raw] = out
+        return out
+
+
+_PARAM_RE_CACHE: OrderedDict[str, re.Pattern[str] | None] = OrderedDict()
+_PARAM_RE_MAX = 20_000
+
+
+def template_regex(template: str) -> re.Pattern[str] | None:
+    """A regex that matches the messages of ``template`` and captures its variables (cached; None if invalid)."""
+    hit = _PARAM_RE_CACHE.get(template, False)
+    if hit is not False:
+        return hit  # type: ignore[return-value]
+    parts = template.split(WILDCARD)
+    body = "(.*?)".join(r"\s+".join(re.escape(w) for w in p.split(" ")) for p in parts)
+    try:
+        pat: re.Pattern[str] | None = re.compile(r"^\s*" + body + r"\s*$", re.DOTALL)
+    except re.error:
+        pat = None
+    if len(_PARAM_RE_CACHE) >= _PARAM_RE_MAX:
+        _PARAM_RE_CACHE.popitem(last=False)
+    _PARAM_RE_CACHE[template] = pat
+    return pat
+
+
+def extract_params(template: str, content: str) -> list[str]:
+    """The values of ``template``'s variables in ``content`` (empty when the template has none or does not fit)."""
+    if WILDCARD not in template:
+        return []
+    pat = template_regex(template)
+    if pat is None:
+        return []
+    m = pat.match(content)
+    return list(m.groups()) if m else []

@@ -1,0 +1,356 @@
+"""Turn raw logs into structured events: read, split headers, join multi-line events, mine templates.
+
+Public API:
+
+- :func:`parse_logs` -> :class:`ParsedLogs` (whole input as one DataFrame, templates final).
+- :func:`iter_parsed` -> DataFrame chunks for big inputs (memory bounded by the chunk and the parser state).
+- :class:`tools.drain_parser.LogParser` (re-exported): the template miner with save/load.
+
+Event columns: ``source, line_no, timestamp, level, component, template_id, template, params, content, parsed,
+truncated, n_lines`` plus the format's other header fields in snake_case.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from tools import logformats
+from tools.drain_parser import LogParser
+from tools.errors import InputError
+from tools.logformats import LogFormat
+from tools.logread import STDIN, Block, ReadStats, expand_sources, iter_blocks
+from tools.masking import extract_params
+
+__all__ = ["LogParser", "ParsedLogs", "ReadStats", "iter_parsed", "parse_logs", "EVENT_COLUMNS"]
+
+logger = logging.getLogger(__name__)
+
+EVENT_COLUMNS = ("source", "line_no", "timestamp", "level", "component", "template_id", "template", "params",
+                 "content", "parsed", "truncated", "n_lines")
+_DETECT_LINES = 200
+_LEVELS = {
+    "V": "TRACE", "VERBOSE": "TRACE", "TRACE": "TRACE", "D": "DEBUG", "DEBUG": "DEBUG", "I": "INFO",
+    "INFO": "INFO", "INFORMATION": "INFO", "NOTICE": "NOTICE", "W": "WARN", "WARN": "WARN", "WARNING": "WARN",
+    "E": "ERROR", "ERR": "ERROR", "ERROR": "ERROR", "SEVERE": "ERROR", "F": "FATAL", "FATAL": "FATAL",
+    "CRIT": "CRITICAL", "CRITICAL": "CRITICAL", "A": "FATAL", "ALERT": "ALERT", "EMERG": "EMERG",
+    "FAILURE": "ERROR",
+}
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass
+class _Pending:
+    """Column buffers of events being assembled."""
+
+    source: list[str] = field(default_factory=list)
+    line_no: list[int] = field(default_factory=list)
+    header: list[tuple[str | None, ...] | None] = field(default_factory=list)
+    first: list[str] = field(default_factory=list)
+    extra: dict[int, list[str]] = field(default_factory=dict)  # event index -> continuation lines
+    tid: list[int] = field(default_factory=list)
+    parsed: list[bool] = field(default_factory=list)
+    truncated: list[bool] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tid)
+
+    def split(self, n: int) -> _Pending:
+        """Remove and return the first ``n`` events."""
+        head = _Pending(self.source[:n], self.line_no[:n], self.header[:n], self.first[:n],
+                        {k: v for k, v in self.extra.items() if k < n}, self.tid[:n], self.parsed[:n],
+                        self.truncated[:n])
+        self.source, self.line_no, self.header = self.source[n:], self.line_no[n:], self.header[n:]
+        self.first, self.tid, self.parsed, self.truncated = self.first[n:], self.tid[n:], self.parsed[n:], \
+            self.truncated[n:]
+        self.extra = {k - n: v for k, v in self.extra.items() if k >= n}
+        return head
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def _blocks(sources: list[str], stats: ReadStats, max_line_bytes: int, progress: ProgressFn | None
+            ) -> Iterator[Block]:
+    for src in sources:
+        for block in iter_blocks(src, stats, max_line_bytes=max_line_bytes):
+            if progress is not None:
+                progress(sum(len(ln) + 1 for ln in block.lines))
+            yield block
+
+
+def _choose_format(
+    fmt: str | LogFormat | None, blocks: Iterator[Block], json_fields: dict[str, str] | None, stats: ReadStats
+) -> tuple[LogFormat, list[Block], Iterator[Block]]:
+    """Resolve the format; when detecting, buffer the first blocks (so stdin works) and return them for replay."""
+    if isinstance(fmt, LogFormat):
+        stats.format, stats.format_detected = fmt.name, False
+        return fmt, [], blocks
+    if fmt:
+        chosen = logformats.get_format(fmt, json_fields=json_fields)
+        stats.format, stats.format_detected = chosen.name, False
+        return chosen, [], blocks
+    buffered: list[Block] = []
+    sample: list[str] = []
+    for block in blocks:
+        buffered.append(block)
+        sample.extend(ln for ln in block.lines[: _DETECT_LINES * 4] if ln.strip())
+        if len(sample) >= _DETECT_LINES:
+            break
+    if not sample:
+        # Nothing to detect on: empty input. Leave the error to the caller (it knows about skipped files).
+        return logformats.PRESETS["app"], buffered, blocks
+    chosen, rate = logformats.detect_format(sample[:_DETECT_LINES], json_fields=json_fields)
+    stats.format, stats.format_detected, stats.format_match_rate = chosen.name, True, round(rate, 4)
+    logger.info("detected log format %s (%.0f%% of sampled lines match)", chosen.name, 100 * rate)
+    return chosen, buffered, blocks
+
+
+def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats: ReadStats, chunk_size: int
+              ) -> Iterator[_Pending]:
+    """The hot loop: one regex match per line, continuation joining, one cache lookup per event."""
+    pend = _Pending()
+    add = parser.add
+    is_json = fmt.kind == "jsonl"
+    match = fmt.regex.match
+    ci = fmt.regex.groupindex["Content"]
+    current_source: str | None = None
+    for block in blocks:
+        if block.source != current_source:
+            current_source = block.source
+            have_prev = False  # never join lines across files
+        trunc = block.truncated
+        ln0 = block.first_line_no
+        src = block.source
+        for i, line in enumerate(block.lines):
+            if not line or line.isspace():
+                stats.blank_lines += 1
+                continue
+            header: tuple[str | None, ...] | None
+            if is_json:
+                j = logformats.parse_json_line(line, fmt)
+                if j is not None:
+                    header, content, parsed = j, j[3], True
+                else:
+                    header, content, parsed = None, line, False
+            else:
+                m = match(line)
+                if m is not None:
+                    header, content, parsed = m.groups(), (m.group(ci) or ""), True
+                elif have_prev:
+                    idx = len(pend.tid) - 1
+                    pend.extra.setdefault(idx, []).append(line)
+                    stats.continuation_lines += 1
+                    if i in trunc:
+                        pend.truncated[idx] = True
+                    continue
+                else:
+                    header, content, parsed = None, line, False
+            pend.source.append(src)
+            pend.line_no.append(ln0 + i)
+            pend.header.append(header)
+            pend.first.append(content)
+            pend.tid.append(add(content))
+            pend.parsed.append(parsed)
+            pend.truncated.append(i in trunc)
+            have_prev = parsed or have_prev
+            if len(pend.tid) > chunk_size:
+                # keep the last event: continuation lines may still follow it
+                yield pend.split(len(pend.tid) - 1)
+    if len(pend):
+        yield pend
+
+
+def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, with_params: bool) -> pd.DataFrame:
+    n = len(pend)
+    stats_fields = fmt.fields if fmt.kind != "jsonl" else ("Timestamp", "Level", "Component", "Content")
+    names = list(fmt.regex.groupindex) if fmt.kind != "jsonl" else list(stats_fields)
+    empty: tuple[None, ...] = (None,) * len(names)
+    cols = list(zip(*[h if h is not None else empty for h in pend.header])) if n else [() for _ in names]
+    if fmt.kind == "jsonl":
+        index = {name: k for k, name in enumerate(names)}
+    else:
+        index = {name: k - 1 for name, k in fmt.regex.groupindex.items()}
+        width = fmt.regex.groups
+        empty = (None,) * width
+        cols = list(zip(*[h if h is not None else empty for h in pend.header])) if n else [() for _ in range(width)]
+    by_name = {name: pd.Series(cols[index[name]], dtype=object) for name in names}
+    contents = [f if k not in pend.extra else "\n".join([f, *pend.extra[k]]) for k, f in enumerate(pend.first)]
+    texts = {tid: parser.template(tid) for tid in set(pend.tid)}
+    templates = [texts[t] for t in pend.tid]
+    df = pd.DataFrame({
+        "source": pd.Series(pend.source, dtype="category") if n else pd.Series([], dtype=object),
+        "line_no": pd.Series(pend.line_no, dtype="int64"),
+    })
+    ts_parts = [by_name[f].fillna("") for f in fmt.ts_fields if f in by_name]
+    df["timestamp"] = logformats.to_timestamps(fmt, ts_parts, year=year).to_numpy() if n else pd.Series(
+        [], dtype="datetime64[ns]")
+    if fmt.level_field and fmt.level_field in by_name:
+        lv = by_name[fmt.level_field]
+        if fmt.level_field == "Pri":
+            df["level"] = logformats.syslog_level(lv).to_numpy()
+        else:
+            up = lv.str.strip().str.upper()
+            df["level"] = up.map(lambda x: _LEVELS.get(x, x) if isinstance(x, str) else None).to_numpy()
+    else:
+        df["level"] = None
+    df["component"] = by_name[fmt.component_field].to_numpy() if fmt.component_field in by_name else None
+    df["template_id"] = pd.Series(pend.tid, dtype="int64")
+    df["template"] = templates
+    df["params"] = [extract_params(t, c) for t, c in zip(templates, pend.first)] if with_params else None
+    df["content"] = contents
+    df["parsed"] = pd.Series(pend.parsed, dtype=bool)
+    df["truncated"] = pd.Series(pend.truncated, dtype=bool)
+    df["n_lines"] = pd.Series([1 + len(pend.extra.get(k, ())) for k in range(n)], dtype="int64")
+    skip = {"Content", "Empty", fmt.level_field, fmt.component_field}
+    for name in names:
+        if name not in skip:
+            col = _snake(name)
+            if col not in df.columns:
+                df[col] = by_name[name].to_numpy()
+    return df
+
+
+def _check_usable(stats: ReadStats, sources: Sequence[str]) -> None:
+    if stats.events == 0:
+        why = "; ".join(f"{s.path}: {s.reason}" for s in stats.skipped_files)
+        what = ", ".join(sources[:3]) + (" ..." if len(sources) > 3 else "")
+        if stats.lines_read == 0:
+            raise InputError(f"empty input: no lines read from {what}" + (f" ({why})" if why else ""))
+        raise InputError(f"no log events in {what}: all {stats.lines_read} lines are blank")
+
+
+def iter_parsed(
+    sources: str | Path | Sequence[str | Path],
+    fmt: str | LogFormat | None = None,
+    *,
+    chunk_size: int = 100_000,
+    parser: LogParser | None = None,
+    stats: ReadStats | None = None,
+    max_line_bytes: int = 65536,
+    json_fields: dict[str, str] | None = None,
+    progress: ProgressFn | None = None,
+    with_params: bool = True,
+    year: int | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Parse logs as a stream of DataFrame chunks (each at most ``chunk_size`` events, same columns).
+
+    Args:
+        sources: A path, ``-`` (stdin), or a list of paths / directories / globs; gzip is read transparently.
+        fmt: Preset name, custom ``<Field> ...: <Content>`` format, a LogFormat, or None to detect.
+        chunk_size: Events per chunk (>= 1).
+        parser: The template miner to use (and keep state in); default: a new one with the format's settings.
+        stats: Counters to update (pass your own to read them after the stream ends).
+        max_line_bytes: Longer lines are truncated and counted.
+        json_fields: ``message`` / ``timestamp`` / ``level`` field names for ``jsonl``.
+        progress: Called with the number of bytes of each block read.
+        with_params: Extract each event's parameter values (costs one regex match per event).
+        year: Year for timestamps of formats that have none (default: current year).
+
+    Raises:
+        InputError: unknown format, a named path that does not exist, or no usable input at all.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    stats = stats if stats is not None else ReadStats()
+    files = expand_sources(sources)
+    blocks = _blocks(files, stats, max_line_bytes, progress)
+    chosen, buffered, rest = _choose_format(fmt, blocks, json_fields, stats)
+    if parser is None:
+        parser = LogParser.for_format(chosen.drain_depth, chosen.drain_sim)
+
+    def _all() -> Iterator[Block]:
+        yield from buffered
+        yield from rest
+
+    for pend in _assemble(chosen, _all(), parser, stats, chunk_size):
+        stats.events += len(pend)
+        stats.parsed += sum(pend.parsed)
+        stats.unparsed += len(pend) - sum(pend.parsed)
+        stats.templates = parser.n_templates
+        yield _frame(chosen, pend, parser, year, with_params)
+    _check_usable(stats, files)
+    stats.templates = parser.n_templates
+
+
+@dataclass
+class ParsedLogs:
+    """The result of :func:`parse_logs`."""
+
+    events: pd.DataFrame
+    stats: ReadStats
+    format: str
+    format_detected: bool
+    parser: LogParser
+
+    def templates(self) -> pd.DataFrame:
+        """One row per template seen: template_id, template, count, first_seen, last_seen (by count, desc)."""
+        ev = self.events
+        if ev.empty:
+            return pd.DataFrame(columns=["template_id", "template", "count", "first_seen", "last_seen"])
+        g = ev.groupby("template_id", sort=False)
+        out = pd.DataFrame({
+            "template": g["template"].first(),
+            "count": g.size(),
+            "first_seen": g["timestamp"].min(),
+            "last_seen": g["timestamp"].max(),
+        }).reset_index()
+        return out.sort_values(["count", "template_id"], ascending=[False, True], ignore_index=True)
+
+
+def parse_logs(
+    sources: str | Path | Sequence[str | Path],
+    fmt: str | LogFormat | None = None,
+    *,
+    state_path: str | Path | None = None,
+    max_line_bytes: int = 65536,
+    progress: ProgressFn | None = None,
+    json_fields: dict[str, str] | None = None,
+    parser: LogParser | None = None,
+    year: int | None = None,
+) -> ParsedLogs:
+    """Parse all of ``sources`` into one events DataFrame with final templates.
+
+    ``state_path``: when given, the parser state is loaded from it if it exists (so template ids stay those of
+    earlier runs) and saved back afterwards. See :func:`iter_parsed` for the other arguments.
+    """
+    stats = ReadStats()
+    if parser is None and state_path is not None and Path(state_path).exists():
+        parser = LogParser.load(state_path)
+    chunks: list[pd.DataFrame] = []
+    files = expand_sources(sources)
+    blocks = _blocks(files, stats, max_line_bytes, progress)
+    chosen, buffered, rest = _choose_format(fmt, blocks, json_fields, stats)
+    if parser is None:
+        parser = LogParser.for_format(chosen.drain_depth, chosen.drain_sim)
+
+    def _all() -> Iterator[Block]:
+        yield from buffered
+        yield from rest
+
+    for pend in _assemble(chosen, _all(), parser, stats, 100_000):
+        stats.events += len(pend)
+        stats.parsed += sum(pend.parsed)
+        stats.unparsed += len(pend) - sum(pend.parsed)
+        chunks.append(_frame(chosen, pend, parser, year, with_params=False))
+    _check_usable(stats, files)
+    events = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    if "source" in events.columns:
+        events["source"] = events["source"].astype("category")
+    # Final templates: a template may have generalised after its first events were emitted.
+    final = {tid: parser.template(tid) for tid in events["template_id"].unique().tolist()}
+    events["template"] = events["template_id"].map(final)
+    first_lines = events["content"].str.split("\n", n=1).str[0]
+    events["params"] = [extract_params(t, c) for t, c in zip(events["template"], first_lines)]
+    stats.templates = len(final)
+    if state_path is not None:
+        parser.save(state_path)
+    return ParsedLogs(events=events, stats=stats, format=chosen.name, format_detected=stats.format_detected,
+                      parser=parser)

@@ -34,7 +34,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from agent.chat.tool_exec import Evidence, ToolExecutor
+from agent.chat.tool_exec import ToolExecutor
 
 logger = logging.getLogger(__name__)
 

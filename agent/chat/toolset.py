@@ -1,0 +1,154 @@
+"""The chat agent's tools, assembled from ``tools/`` (logs, metrics, memory) plus ``run_triage``, and its prompt."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.settings import Settings
+from tools.errors import InputError
+from tools.log_tools import LogWorkspace, error, make_log_tools, ok
+from tools.metric_tools import make_metric_tools
+
+logger = logging.getLogger(__name__)
+
+
+class RunTriageArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(None, description="Log source name; omitted = all sources")
+    with_metrics: bool = Field(True, description="Include the metrics (when configured)")
+
+
+def report_digest(report: Any, k: int = 5) -> dict[str, Any]:
+    """The part of a ``TriageReport`` a chat answer needs (bounded: top ``k`` findings, 3 templates each)."""
+    findings = []
+    for f in report.findings[:k]:
+        findings.append({
+            "id": f.id, "rank": f.rank, "title": f.title, "severity": f.severity,
+            "start": f.start.isoformat(), "end": f.end.isoformat(), "services": f.services[:5],
+            "templates": [{"id": t.id, "template": t.template[:200], "count": t.count, "new": t.is_new}
+                          for t in f.templates[:3]],
+            "metrics": [{"id": m.id, "channel": m.channel, "drove": m.drove, "span_mean": m.span_mean,
+                         "baseline_mean": m.baseline_mean} for m in f.metrics[:3]],
+            "verdict": None if f.verdict is None else {"anomalous": f.verdict.anomalous,
+                                                       "confidence": f.verdict.confidence,
+                                                       "category": f.verdict.category},
+            "explanation": f.explanation.text[:500],
+        })
+    return {
+        "report_id": report.id, "severity": report.severity, "summary": report.summary.text[:800],
+        "findings": findings,
+        "runbook": None if report.runbook is None else {"id": report.runbook.id, "title": report.runbook.title,
+                                                        "steps": [s.text[:200] for s in report.runbook.steps[:5]]},
+        "similar_incidents": [{"id": i.id, "title": i.title, "score": round(i.score, 3)}
+                              for i in report.similar_incidents[:3]],
+        "degraded": [f"{d.component}:{d.name}: {d.reason}"[:200] for d in report.degraded],
+    }
+
+
+def make_triage_tool(ws: LogWorkspace, settings: Settings, store: Any = None, llm: Any = None,
+                     on_report: Callable[[Any], None] | None = None) -> BaseTool:
+    """``run_triage``: the full triage pipeline over a workspace source (and its metrics)."""
+
+    def run_triage(source: str | None = None, with_metrics: bool = True) -> dict[str, Any]:
+        from agent.triage import triage
+        from tools.logread import expand_sources
+
+        if not ws.sources:
+            return error("no log sources are configured, so there is nothing to triage")
+        if source not in (None, "", "*", "all") and source not in ws.sources:
+            return error(f"unknown source {source!r}; known sources: {', '.join(ws.source_names())}")
+        patterns = ws.sources[source] if source in ws.sources else [p for v in ws.sources.values() for p in v]
+        metrics = None
+        if with_metrics and ws.metrics:
+            metrics = ws.metrics.get(source or "") or ws.metrics[sorted(ws.metrics)[0]]
+        try:
+            report = triage(expand_sources(patterns), metrics, None, settings=settings, store=store, llm=llm)
+        except InputError as exc:
+            return error(f"triage could not use the input: {exc}")
+        if on_report is not None:
+            on_report(report)
+        digest = report_digest(report)
+        return ok(f"triage: severity {report.severity}, {len(report.findings)} findings", **digest)
+
+    return StructuredTool.from_function(
+        run_triage, name="run_triage", args_schema=RunTriageArgs,
+        description="Run a full triage of the logs (and metrics): ranked findings with new or spiking log "
+                    "templates, metric anomalies, similar past incidents and the runbook. Slow; use it for 'what is "
+                    "wrong' questions.",
+    )
+
+
+def memory_tools(store: Any) -> list[BaseTool]:
+    """The incident store's tools (``similar_incidents``, ``runbook_for_alert``) from ``tools.memory_tools``."""
+    if store is None:
+        return []
+    try:
+        from tools import memory_tools as mt
+    except ImportError:
+        logger.warning("tools.memory_tools is not available: chat runs without incident memory")
+        return []
+    return list(mt.make_memory_tools(store))
+
+
+@dataclass
+class Toolset:
+    """Tools plus what the system prompt says about them."""
+
+    tools: list[BaseTool]
+    workspace: LogWorkspace
+    notes: list[str] = field(default_factory=list)
+
+    def system_prompt(self, plans: bool) -> str:
+        """The rendered ``chat_system`` prompt for these tools."""
+        from prompts import render_prompt
+
+        return render_prompt(
+            "chat_system",
+            tools=[{"name": t.name, "description": t.description} for t in self.tools],
+            sources=self.workspace.source_names(),
+            metrics=sorted(self.workspace.metrics),
+            plans=plans,
+            notes=self.notes,
+        )
+
+
+def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: dict[str, str], store: Any = None,
+                  llm: Any = None, on_report: Callable[[Any], None] | None = None) -> Toolset:
+    """All chat tools over ``logs``/``metrics`` (source name -> paths), the store and the triage pipeline."""
+    redact = None
+    try:
+        from tools.redact import Redactor
+
+        redact = Redactor.from_settings(settings.llm).redact
+    except ImportError:
+        logger.warning("tools.redact is not available: log text reaches the model unredacted")
+    ws = LogWorkspace(
+        sources=logs, metrics=metrics, fmt=settings.logs.format, max_line_bytes=settings.logs.max_line_bytes,
+        json_fields={"message": settings.logs.json_message_field, "timestamp": settings.logs.json_timestamp_field,
+                     "level": settings.logs.json_level_field},
+        redact=redact,
+    )
+    tools: list[BaseTool] = []
+    notes: list[str] = []
+    if logs:
+        tools.extend(make_log_tools(ws))
+    else:
+        notes.append("No log sources are configured.")
+    if metrics:
+        tools.extend(make_metric_tools(ws, settings.detectors.metric_detector, {}))
+    else:
+        notes.append("No metrics are configured.")
+    mem = memory_tools(store)
+    if not mem:
+        notes.append("The incident store is not available: no similar incidents or runbooks.")
+    tools.extend(mem)
+    if logs:
+        tools.append(make_triage_tool(ws, settings, store=store, llm=llm, on_report=on_report))
+    return Toolset(tools=tools, workspace=ws, notes=notes)

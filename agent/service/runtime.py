@@ -1,0 +1,292 @@
+"""Everything the HTTP service holds while it runs: pools, reports, the alert ledger, metrics, shared models.
+
+Heavy dependencies (the LLM, the incident store, the chat agent) are opened lazily, once, and shared by all
+requests; when one cannot be opened the service keeps running and says so at ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+from langchain_core.callbacks import BaseCallbackHandler
+
+from agent.report import TriageReport
+from agent.service.alerts import Alert, AlertLedger, resolve_service, slack_blocks
+from agent.service.jobs import Job, JobManager
+from agent.service.metrics import ServiceMetrics
+from agent.service.reports import ReportStore
+from agent.settings import Settings
+from tools.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+MAX_FILES_PER_SERVICE = 200  # a glob that matches more is cut (and the cut is logged)
+RETRY_DEPENDENCY_S = 60.0  # an LLM or store that failed to open is tried again after this long
+
+
+class LLMCallCounter(BaseCallbackHandler):
+    """Counts LLM calls and failures seen through LangChain callbacks (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def on_llm_start(self, serialized: Any, prompts: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        with self._lock:
+            self.failures += 1
+
+
+class ServiceRuntime:
+    """The state of one running service.
+
+    Args:
+        settings: the service's settings (read once at start-up).
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        srv = settings.server
+        self.jobs = JobManager(workers=srv.workers, max_queue=srv.max_queue)
+        self.reports = ReportStore(settings.data_dir / "reports")
+        self.ledger = AlertLedger(settings.data_dir / "alerts", capacity=srv.dedup_capacity)
+        self.uploads_dir = settings.data_dir / "uploads"
+        self.llm_counter = LLMCallCounter()
+        self.metrics = ServiceMetrics(
+            queue_depth=lambda: self.jobs.queue_depth, running=lambda: self.jobs.running, llm_stats=self.llm_stats
+        )
+        self._lock = threading.Lock()
+        self._llm: Any = None
+        self._llm_error: str | None = None
+        self._llm_failed_at = 0.0
+        self._store: Any = None
+        self._store_error: str | None = None
+        self._store_failed_at = 0.0
+        self._chat: Any = None
+        self.started_at = time.time()
+
+    # ---- shared dependencies -------------------------------------------------------------------------------
+    def llm_service(self) -> Any:
+        """The shared ``agent.llm.LLMService`` (None when it cannot be built; triages then run degraded)."""
+        with self._lock:
+            retry = time.monotonic() - self._llm_failed_at > RETRY_DEPENDENCY_S
+            if self._llm is None and (self._llm_error is None or retry):
+                try:
+                    from agent.llm import LLMService
+
+                    self._llm = LLMService(self.settings.llm)
+                    self._llm_error = None
+                except Exception as exc:  # noqa: BLE001 - any failure means: run without a shared LLM
+                    self._llm_error = f"{type(exc).__name__}: {exc}"
+                    self._llm_failed_at = time.monotonic()
+                    logger.warning("LLM service unavailable: %s", self._llm_error)
+            return self._llm
+
+    def store(self) -> Any:
+        """The shared ``tools.store.IncidentStore`` (None when unavailable; triages then run degraded)."""
+        with self._lock:
+            retry = time.monotonic() - self._store_failed_at > RETRY_DEPENDENCY_S
+            if self._store is None and (self._store_error is None or retry):
+                try:
+                    from tools.store import IncidentStore
+
+                    self._store = IncidentStore.from_settings(self.settings.store, self.settings.store_path)
+                    self._store_error = None
+                except Exception as exc:  # noqa: BLE001 - StoreUnavailable and friends: degrade, do not crash
+                    self._store_error = f"{type(exc).__name__}: {exc}"
+                    self._store_failed_at = time.monotonic()
+                    logger.warning("incident store unavailable: %s", self._store_error)
+            return self._store
+
+    def chat_agent(self) -> Any:
+        """The shared chat agent over the configured sources (built on first use)."""
+        with self._lock:
+            if self._chat is None:
+                from agent.chat.agent import ChatAgent
+
+                self._chat = ChatAgent.from_settings(
+                    self.settings, store=self._store, llm_callbacks=[self.llm_counter],
+                    max_conversations=self.settings.server.max_conversations,
+                )
+            return self._chat
+
+    def llm_stats(self) -> dict[str, int]:
+        calls, failures = self.llm_counter.calls, self.llm_counter.failures
+        svc = self._llm
+        stats = getattr(svc, "stats", None)
+        if callable(stats):
+            stats = stats()
+        if isinstance(stats, dict):
+            calls += int(stats.get("calls", 0))
+            failures += int(stats.get("failures", 0))
+        return {"calls": calls, "failures": failures}
+
+    def health(self) -> dict[str, Any]:
+        """Dependency status for ``/healthz`` (cheap: never loads a model)."""
+        llm: dict[str, Any] = {"backend": self.settings.llm.backend}
+        if self._llm_error:
+            llm.update(status="unavailable", error=self._llm_error)
+        elif self._llm is not None:
+            probe = getattr(self._llm, "health", None)
+            llm.update(probe() if callable(probe) else {"status": "ok"})
+        else:
+            llm["status"] = "not_loaded" if self.settings.llm.backend != "none" else "disabled"
+        store: dict[str, Any] = {"mode": self.settings.store.mode}
+        if self._store_error:
+            store.update(status="unavailable", error=self._store_error)
+        elif self._store is not None:
+            probe = getattr(self._store, "health", None)
+            store.update(probe() if callable(probe) else {"status": "ok"})
+        else:
+            store["status"] = "not_opened"
+        degraded = llm.get("status") == "unavailable" or store.get("status") == "unavailable"
+        return {
+            "status": "degraded" if degraded else "ok",
+            "llm": llm,
+            "store": store,
+            "queue_depth": self.jobs.queue_depth,
+            "triages_running": self.jobs.running,
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+
+    # ---- triage work ---------------------------------------------------------------------------------------
+    def run_triage(self, kind: str, logs: list[Path] | None, metrics: Path | pd.DataFrame | None,
+                   alert: dict[str, Any] | None) -> TriageReport:
+        """Run one triage with the shared store and LLM, record its metrics and save the report."""
+        from agent.triage import triage
+
+        started = time.perf_counter()
+        try:
+            report = triage(logs or None, metrics, alert, settings=self.settings, store=self.store(),
+                            llm=self.llm_service())
+        except InputError:
+            self.metrics.triages.labels(kind, "input_error").inc()
+            raise
+        except Exception:
+            self.metrics.triages.labels(kind, "failed").inc()
+            raise
+        self.metrics.triage_seconds.labels(kind).observe(time.perf_counter() - started)
+        self.metrics.triages.labels(kind, "degraded" if report.is_degraded else "ok").inc()
+        if report.is_degraded:
+            self.metrics.degraded.inc()
+        self.reports.save(report)
+        return report
+
+    def upload_work(self, workdir: Path, logs: list[Path], metrics: Path | None,
+                    alert: dict[str, Any] | None) -> Any:
+        """The job body of an uploaded triage: runs it, then removes the uploaded files."""
+
+        def work(job: Job) -> dict[str, Any]:
+            try:
+                report = self.run_triage("upload", logs, metrics, alert)
+            except InputError as exc:
+                return {"status": "failed", "error": str(exc), "error_kind": "input"}
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            return {"report_id": report.id, "severity": report.severity, "degraded": report.is_degraded}
+
+        return work
+
+    def alert_work(self, alert: Alert, external_url: str) -> Any:
+        """The job body of one firing alert: triage of its service's sources, report saved, webhook posted."""
+
+        def work(job: Job) -> dict[str, Any]:
+            srv = self.settings.server
+            known = set(srv.sources) | set(srv.metrics_sources)
+            service, configured = resolve_service(alert, known)
+            logs = self._service_logs(service) if configured and service else []
+            metrics = self._service_metrics(service, alert) if configured and service else None
+            alert_dict = alert.model_dump(mode="json")
+            try:
+                report = self.run_triage("alert", logs, metrics, alert_dict)
+            except InputError as exc:
+                self.ledger.record("failed", alert, job_id=job.id, service=service, error=str(exc))
+                return {"status": "failed", "error": str(exc), "error_kind": "input",
+                        "detail": {**job.detail, "service": service, "configured": configured}}
+            self.ledger.record("report", alert, job_id=job.id, report_id=report.id, service=service,
+                               severity=report.severity)
+            posted = self._post_outgoing(report, alert, external_url)
+            return {"report_id": report.id, "severity": report.severity, "degraded": report.is_degraded,
+                    "detail": {**job.detail, "service": service, "configured": configured, "log_files": len(logs),
+                               "posted": posted}}
+
+        return work
+
+    def _service_logs(self, service: str) -> list[Path]:
+        files: list[Path] = []
+        for pattern in self.settings.server.sources.get(service, []):
+            for match in sorted(glob.glob(pattern, recursive=True)):
+                path = Path(match)
+                if path.is_file():
+                    files.append(path)
+        if len(files) > MAX_FILES_PER_SERVICE:
+            logger.warning("service %s: %d log files match its globs; using the newest %d", service, len(files),
+                           MAX_FILES_PER_SERVICE)
+            files = sorted(files, key=lambda p: p.stat().st_mtime)[-MAX_FILES_PER_SERVICE:]
+        return files
+
+    def _service_metrics(self, service: str, alert: Alert) -> Path | pd.DataFrame | None:
+        path_text = self.settings.server.metrics_sources.get(service)
+        if not path_text:
+            return None
+        path = Path(path_text)
+        try:
+            from tools.metrics_io import read_metrics
+
+            frame, _ = read_metrics(path)
+        except Exception as exc:  # noqa: BLE001 - let triage read (and report on) the file itself
+            logger.info("metrics of %s not pre-sliced (%s); triage reads %s", service, exc, path)
+            return path
+        if not isinstance(frame, pd.DataFrame) or not isinstance(frame.index, pd.DatetimeIndex):
+            return path
+        start = pd.Timestamp(alert.startsAt)
+        if frame.index.tz is None:
+            start = start.tz_convert("UTC").tz_localize(None) if start.tzinfo else start
+        lookback = pd.Timedelta(minutes=self.settings.server.alert_lookback_minutes)
+        sliced = frame.loc[(frame.index >= start - lookback) & (frame.index <= start + lookback / 4)]
+        # An alert on old data (or a clock skew) would leave nothing: use the whole series then.
+        return sliced if len(sliced) >= 16 else frame
+
+    def _post_outgoing(self, report: TriageReport, alert: Alert, external_url: str) -> bool | None:
+        url = self.settings.server.outgoing_webhook
+        if not url:
+            return None
+        report_url = f"{external_url.rstrip('/')}/v1/reports/{report.id}"
+        body = slack_blocks(report, alert, report_url)
+        try:
+            response = httpx.post(url, json=body, timeout=self.settings.server.outgoing_timeout_s)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            logger.warning("outgoing webhook failed for report %s: %s", report.id, exc)
+            self.metrics.webhook_posts.labels("failed").inc()
+            self.ledger.record("post_failed", alert, report_id=report.id, error=str(exc))
+            return False
+        self.metrics.webhook_posts.labels("ok").inc()
+        self.ledger.record("posted", alert, report_id=report.id)
+        return True
+
+    def new_upload_dir(self) -> Path:
+        import uuid
+
+        path = self.uploads_dir / uuid.uuid4().hex
+        path.mkdir(parents=True, exist_ok=False)
+        return path
+
+    def shutdown(self) -> None:
+        self.jobs.shutdown(wait=False)

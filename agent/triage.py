@@ -1,22 +1,52 @@
 """Batch triage: logs (+ metrics, + an alert) in, a ranked and explained :class:`~agent.report.TriageReport` out.
 
-Work in progress: the signature below is the contract other modules code against; the pipeline lands next.
+Stages: read + parse the logs -> time windows -> log detectors and the metric ``auto`` detector -> group the
+anomalies that coincide in time into findings -> rank them (detector strength, severity, novelty; see
+``agent.triage_rank``) -> for the top k: similar incidents and the runbook (incident store), LLM judgment and
+explanation (LLM layer, bounded by ``settings.triage.llm_budget_s``) -> report.
+
+Degraded, never broken: the LLM down or slow, the store missing, no metrics, or a detector failing on odd input
+each leave a :class:`~agent.report.DegradedFlag` and the report still comes out from what did run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from agent.report import TriageReport
+from agent import __version__
+from agent.report import (
+    AlertRef,
+    DegradedFlag,
+    Explanation,
+    Finding,
+    InputSummary,
+    StageTiming,
+    TriageReport,
+    Versions,
+    max_severity,
+)
 from agent.settings import Settings
+from agent.triage_build import Candidate, build_finding, build_timeline
+from agent.triage_inputs import LogData, load_logs, load_metrics, run_log_detectors, run_metric_detector
+from agent.triage_rank import W_LLM, finding_severity, group_hits, score_group
+from tools.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, float, str], None]
-"""``progress(stage, fraction_done, message)``: called at stage boundaries (fraction 0.0 then 1.0) and within
-long stages."""
+"""``progress(stage, fraction_done, message)``: called when a stage starts (0.0), within long stages, and when it
+ends (1.0). Stages: read/parse, windows, log_detectors, metrics, group, rank, retrieve, llm, report."""
+
+STAGES = ("parse", "log_detectors", "metrics", "rank", "retrieve", "llm", "report")
 
 
 def triage(
@@ -32,18 +62,292 @@ def triage(
     """Triage a batch of logs and optional metrics (and an optional Alertmanager alert).
 
     Args:
-        logs: log files, directories or ``"-"`` (stdin); None or empty when only metrics are given.
-        metrics: a metrics CSV path or a DataFrame (DatetimeIndex × numeric channels).
-        alert: one Alertmanager alert (labels, annotations, startsAt, ...) or a whole v4 webhook payload.
-        settings: the typed settings (``settings.triage`` holds top_k, window and the LLM budget).
-        progress: optional stage progress callback.
+        logs: log files, directories, globs or ``"-"`` (stdin); None or empty when only metrics are given.
+        metrics: a metrics CSV path or a DataFrame (DatetimeIndex x numeric channels).
+        alert: one Alertmanager alert (labels, annotations, startsAt, ...) or a whole v4 webhook payload (its
+            first firing alert is used).
+        settings: the typed settings (``settings.triage`` holds top_k, window, detectors and the LLM budget).
+        progress: optional stage progress callback, see :data:`ProgressCallback`.
         store: an open ``tools.store.IncidentStore`` to share; None = open the configured one (or run without).
-        llm: an ``agent.llm.LLMService`` to share; None = build one from ``settings.llm`` (or run without).
+        llm: an ``agent.llm.LLMService`` to share; None = build one from ``settings.llm`` (or run without;
+            ``settings.llm.backend == "none"`` runs without on purpose).
 
     Returns:
         The report; it is produced even when the LLM, the store, the metrics or a detector fail (marked degraded).
 
     Raises:
-        tools.errors.InputError: when neither logs nor metrics hold anything usable.
+        tools.errors.InputError: when neither the logs nor the metrics hold anything usable.
     """
-    raise NotImplementedError("triage pipeline: in progress (issue 6)")
+    run = _Run(settings, progress)
+    alert_obj, alert_ref = _alert(alert, run.degraded)
+    inputs = InputSummary(window=settings.triage.window)
+
+    logdata: LogData | None = None
+    log_error: Exception | None = None
+    if logs:
+        with run.stage("parse"):
+            try:
+                logdata = load_logs(logs, settings, run.tick)
+            except InputError as exc:
+                log_error = exc
+        if logdata is not None:
+            _log_inputs(inputs, logdata)
+    mdf: pd.DataFrame | None = None
+    metric_error: Exception | None = None
+    if metrics is not None:
+        with run.stage("metrics"):
+            try:
+                mdf, name, notes = load_metrics(metrics)
+                inputs.metric_source, inputs.metric_rows = name, len(mdf)
+                inputs.metric_channels = [str(c) for c in mdf.columns]
+                inputs.notes += notes
+            except (InputError, ValueError, TypeError, OSError) as exc:
+                metric_error = exc
+    if logdata is None and mdf is None:
+        problems = [str(e) for e in (log_error, metric_error) if e is not None]
+        raise InputError("nothing usable to triage: " + ("; ".join(problems) if problems else "no logs and no metrics given"))
+    if log_error is not None:
+        run.degraded.append(DegradedFlag(component="logs", name="logs", reason=str(log_error)[:300]))
+    if metric_error is not None:
+        run.degraded.append(DegradedFlag(component="metrics", name=str(metrics)[:100], reason=str(metric_error)[:300]))
+    elif metrics is None:
+        run.degraded.append(DegradedFlag(component="metrics", name="metrics", reason="no metrics given: log evidence only"))
+
+    hits = []
+    detectors_ran: list[str] = []
+    if logdata is not None:
+        with run.stage("log_detectors"):
+            h, ran = run_log_detectors(logdata, settings, run.degraded, run.tick)
+            hits += h
+            detectors_ran += ran
+    if mdf is not None:
+        with run.stage("metrics"):
+            h, ran = run_metric_detector(mdf, settings, run.degraded, run.tick)
+            hits += h
+            detectors_ran += ran
+
+    with run.stage("rank"):
+        window = logdata.window if logdata is not None else pd.Timedelta(settings.triage.window)
+        groups = group_hits(hits, tolerance=window)
+        cands = [_score(g, logdata, mdf) for g in groups]
+        cands.sort(key=lambda c: -c.scores.total)
+        cands = cands[: settings.triage.max_findings]
+        redact = _redactor(settings)
+        findings = [build_finding(f"F{i}", i, c, logdata, mdf, redact) for i, c in enumerate(cands, 1)]
+    top = findings[: settings.triage.top_k]
+
+    with run.stage("retrieve"):
+        memory = _retrieve(run, store, top, alert_obj, alert_ref)
+
+    judged = None
+    with run.stage("llm"):
+        judged = _judge(run, llm, top, findings, memory, alert_ref)
+
+    with run.stage("report"):
+        report = _assemble(run, findings, memory, judged, alert_ref, inputs, logdata, mdf, detectors_ran)
+    return report
+
+
+class _Run:
+    """Per-run state: timings, degraded flags, progress."""
+
+    def __init__(self, settings: Settings, progress: ProgressCallback | None):
+        self.settings = settings
+        self.progress = progress
+        self.degraded: list[DegradedFlag] = []
+        self.timings: dict[str, float] = {}
+
+    def tick(self, stage: str, fraction: float, message: str = "") -> None:
+        if self.progress is not None:
+            try:
+                self.progress(stage, fraction, message)
+            except Exception:  # noqa: BLE001 - a broken progress bar must not break the triage
+                logger.debug("progress callback failed", exc_info=True)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.tick(name, 0.0, "")
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+            self.tick(name, 1.0, "")
+
+
+def _alert(alert: dict[str, Any] | None, degraded: list[DegradedFlag]) -> tuple[dict[str, Any] | None, AlertRef | None]:
+    """The single alert to use (a v4 payload's first firing alert) and its reference for the report."""
+    if alert is None:
+        return None, None
+    if not isinstance(alert, dict):
+        raise InputError(f"alert must be a JSON object, got {type(alert).__name__}")
+    one = alert
+    if isinstance(alert.get("alerts"), list):
+        alerts = [a for a in alert["alerts"] if isinstance(a, dict)]
+        if not alerts:
+            degraded.append(DegradedFlag(component="alert", name="alert", reason="payload holds no alerts"))
+            return None, None
+        one = next((a for a in alerts if a.get("status") == "firing"), alerts[0])
+    labels = {str(k): str(v) for k, v in (one.get("labels") or {}).items()}
+    ann = {str(k): str(v) for k, v in (one.get("annotations") or {}).items()}
+    starts = pd.to_datetime(one.get("startsAt"), errors="coerce", utc=True)
+    ref = AlertRef(
+        name=labels.get("alertname", "unknown"), status=one.get("status"), severity=labels.get("severity"),
+        service=labels.get("service") or labels.get("job"),
+        starts_at=None if pd.isna(starts) else starts.tz_convert(None).to_pydatetime(),
+        summary=ann.get("summary") or ann.get("description"), labels=labels,
+    )
+    return one, ref
+
+
+def _log_inputs(inputs: InputSummary, d: LogData) -> None:
+    s = d.stats
+    inputs.log_sources = d.sources
+    inputs.log_format = s.get("format")
+    inputs.lines_read = int(s.get("lines_read", 0) or 0)
+    inputs.events = int(s.get("events", 0) or 0)
+    inputs.lines_unparsed = int(s.get("unparsed", 0) or 0)
+    inputs.lines_skipped = int(s.get("blank_lines", 0) or 0) + int(s.get("events_without_timestamp", 0) or 0)
+    inputs.templates = len(d.templates)
+    inputs.windows = len(d.counts)
+    inputs.time_start = d.start.to_pydatetime() if d.start is not None else None
+    inputs.time_end = d.end.to_pydatetime() if d.end is not None else None
+    for key in ("truncated", "decode_errors", "continuation_lines", "events_without_timestamp"):
+        if s.get(key):
+            inputs.notes.append(f"{key.replace('_', ' ')}: {s[key]:,}")
+    for sk in s.get("skipped_files", []) or []:
+        inputs.notes.append(f"skipped file {sk.get('path')}: {sk.get('reason')}")
+
+
+def _score(g: Any, logs: LogData | None, mdf: pd.DataFrame | None) -> Candidate:
+    from agent.triage_rank import metric_summary
+
+    def first_seen(t: str) -> pd.Timestamp | None:
+        if logs is None:
+            return None
+        fs = logs.first_seen.get(t)
+        # Templates present in the batch's first window were not "new": the batch simply starts there.
+        return fs if fs is not None and logs.start is not None and fs >= logs.start + logs.window else None
+
+    def change(c: str) -> float | None:
+        if mdf is None or c not in mdf.columns:
+            return None
+        return metric_summary(mdf, c, g.start, g.end)["change"]
+
+    sc = score_group(
+        g,
+        level_of=lambda t: logs.levels.get(t) if logs is not None else None,
+        first_seen=first_seen,
+        count_in_span=lambda t: logs.count_in(t, g.start, g.end) if logs is not None else 0,
+        metric_change=change,
+    )
+    return Candidate(group=g, scores=sc)
+
+
+def _redactor(settings: Settings) -> Callable[[str], str]:
+    """The LLM layer's redactor as a plain function (report sample lines never carry secrets)."""
+    try:
+        from tools.redact import Redactor
+    except ImportError:  # the redactor is part of the LLM layer's safety; without it no raw line is shown
+        return lambda text: "[line withheld: redaction unavailable]"
+    r = Redactor.from_settings(settings.llm) if hasattr(Redactor, "from_settings") else Redactor()
+    fn = getattr(r, "redact_text", None) or r.redact
+
+    def _apply(text: str) -> str:
+        out = fn(text)
+        return out if isinstance(out, str) else str(getattr(out, "text", out))
+
+    return _apply
+
+
+def _retrieve(run: _Run, store: Any, top: list[Finding], alert: dict[str, Any] | None, alert_ref: AlertRef | None) -> Any:
+    from agent.triage_enrich import Memory, open_store, retrieve
+
+    if store is None:
+        try:
+            store = open_store(run.settings)
+        except Exception as exc:  # noqa: BLE001 - missing store: degraded, not broken
+            logger.warning("incident store unavailable: %s", exc)
+            run.degraded.append(DegradedFlag(component="store", name="store", reason=str(exc)[:300]))
+            return Memory()
+    return retrieve(store, top, alert, alert_ref, run.settings.triage.incidents_k, run.degraded)
+
+
+def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], memory: Any, alert_ref: AlertRef | None) -> Any:
+    from agent.triage_enrich import build_llm, judge_findings
+
+    if run.settings.llm.backend == "none" and llm is None:
+        run.degraded.append(DegradedFlag(component="llm", name="llm", reason="LLM disabled (backend 'none')"))
+        return None
+    if not top:
+        return None
+    if llm is None:
+        try:
+            llm = build_llm(run.settings)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("LLM unavailable: %s", exc)
+            run.degraded.append(DegradedFlag(component="llm", name="llm", reason=str(exc)[:300]))
+            return None
+    valid = {f.id for f in findings} | {x.id for f in findings for x in [*f.templates, *f.metrics, *f.detectors]}
+    valid |= {s.id for f in findings for t in f.templates for s in t.samples}
+    valid |= {i.id for i in memory.incidents} | ({memory.runbook.id} if memory.runbook else set())
+    valid |= {alert_ref.id} if alert_ref else set()
+    concurrency = int(getattr(llm, "concurrency", None) or run.settings.llm.concurrency)
+    return judge_findings(llm, top, valid, run.settings.triage.llm_budget_s, concurrency, run.degraded)
+
+
+def _assemble(
+    run: _Run, findings: list[Finding], memory: Any, judged: Any, alert_ref: AlertRef | None, inputs: InputSummary,
+    logdata: LogData | None, mdf: pd.DataFrame | None, detectors_ran: list[str],
+) -> TriageReport:
+    for f in findings:
+        f.similar_incident_ids = list(memory.by_finding.get(f.id, []))
+        if memory.runbook is not None and f.id in memory.runbook_for:
+            f.runbook_id = memory.runbook.id
+        if judged is not None:
+            v = judged.verdicts.get(f.id)
+            if v is not None:
+                f.verdict = v
+                llm_score = v.confidence if v.anomalous else 1.0 - v.confidence
+                f.scores.llm = round(llm_score, 4)
+                f.scores.total = round((1 - W_LLM) * f.scores.total + W_LLM * llm_score, 4)
+                f.severity = finding_severity(f.scores.strength, f.scores.severity, f.scores.total, v.anomalous)  # type: ignore[assignment]
+            e = judged.explanations.get(f.id)
+            if e is not None:
+                base = f.explanation
+                f.explanation = Explanation(text=f"{e.text} (Evidence: {base.text})",
+                                            evidence_ids=list(dict.fromkeys(e.evidence_ids + base.evidence_ids)),
+                                            source="llm")
+    findings.sort(key=lambda f: -f.scores.total)
+    for i, f in enumerate(findings, 1):
+        f.rank = i
+    severity = max_severity([f.severity for f in findings])
+    summary = judged.summary if judged is not None and judged.summary is not None else _summary(findings, memory, severity)
+    versions = Versions(anomalist=__version__, detectors=detectors_ran,
+                        llm_backend=(judged.backend if judged else None) or (run.settings.llm.backend if judged else None),
+                        llm_model=judged.model if judged else None, prompts=dict(judged.prompts) if judged else {})
+    timings = [StageTiming(stage=k, seconds=round(v, 4)) for k, v in run.timings.items()]  # type: ignore[arg-type]
+    return TriageReport(
+        id=uuid.uuid4().hex[:16], created_at=datetime.now(timezone.utc).replace(tzinfo=None), severity=severity,
+        summary=summary, alert=alert_ref, findings=findings, similar_incidents=memory.incidents, runbook=memory.runbook,
+        degraded=run.degraded, timings=timings, versions=versions, inputs=inputs,
+        timeline=build_timeline(findings, logdata, mdf),
+    )
+
+
+def _summary(findings: list[Finding], memory: Any, severity: str) -> Explanation:
+    if not findings:
+        return Explanation(text="No anomalies found: no detector flagged a span strongly enough.", evidence_ids=[])
+    f = findings[0]
+    ids = [f.id]
+    text = (f"Severity {severity}: {len(findings)} finding{'s' if len(findings) > 1 else ''}. "
+            f"Top: {f.title} between {f.start:%Y-%m-%d %H:%M} and {f.end:%H:%M}"
+            + (f" ({', '.join(f.services)})" if f.services else "") + ".")
+    if f.similar_incident_ids:
+        inc = next(i for i in memory.incidents if i.id == f.similar_incident_ids[0])
+        text += f" It resembles past incident {inc.incident_id} ({inc.title})."
+        ids.append(inc.id)
+    if f.runbook_id and memory.runbook is not None:
+        text += f" Runbook: {memory.runbook.title}."
+        ids.append(memory.runbook.id)
+    return Explanation(text=text, evidence_ids=ids, source="template")

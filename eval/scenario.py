@@ -189,7 +189,7 @@ def _metrics(rng: random.Random) -> list[str]:
         inv = 90 + rng.gauss(0, 6) + (210 if DEPLOY_AT <= t < DEPLOY_AT + timedelta(minutes=3) else 0)
         vals = [lat, err, rps, pay, min(disk, 100.0), cpu, gw, inv]
         fmt = ["{:.1f}", "{:.4f}", "{:.1f}", "{:.1f}", "{:.2f}", "{:.1f}", "{:.1f}", "{:.1f}"]
-        rows.append(f"{t:%Y-%m-%dT%H:%M:%SZ}," + ",".join(f.format(v) for f, v in zip(fmt, vals)))
+        rows.append(f"{t:%Y-%m-%dT%H:%M:%SZ}," + ",".join(f.format(v) for f, v in zip(fmt, vals, strict=False)))
     return rows
 
 

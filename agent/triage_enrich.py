@@ -1,0 +1,290 @@
+"""Enrichment of the top findings: similar incidents and the runbook (incident store), LLM judgment and
+explanation (LLM layer), all optional: any of them failing leaves a degraded flag and the report goes on.
+
+LLM calls are bounded (top k findings, one judgment + one explanation each, one summary), run concurrently up to
+the backend's limit, and share one deadline (``settings.triage.llm_budget_s``): calls still running at the
+deadline are abandoned (their threads finish in the background; their results are ignored).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.report import (
+    AlertRef,
+    DegradedFlag,
+    Explanation,
+    Finding,
+    RunbookRef,
+    RunbookStep,
+    SimilarIncident,
+    Verdict,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_STEPS = 12
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    """First present attribute / key among ``names`` (results of other layers: pydantic models or dicts)."""
+    for n in names:
+        if isinstance(obj, dict) and n in obj:
+            return obj[n]
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return default
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def finding_query(f: Finding) -> str:
+    """Text that describes a finding for retrieval (templates, services, metrics)."""
+    parts = [f.title]
+    parts += [t.template for t in f.templates[:5]]
+    parts += [m.channel for m in f.metrics if m.drove]
+    if f.services:
+        parts.append("services: " + ", ".join(f.services))
+    return "\n".join(parts)
+
+
+# ---- incident store --------------------------------------------------------------------------------------------
+def open_store(settings: Any) -> Any:
+    """Open the configured incident store (raises when it is unavailable)."""
+    from tools.store import IncidentStore
+
+    return IncidentStore.open(settings)
+
+
+@dataclass
+class Memory:
+    incidents: list[SimilarIncident] = field(default_factory=list)
+    by_finding: dict[str, list[str]] = field(default_factory=dict)
+    runbook: RunbookRef | None = None
+    runbook_for: list[str] = field(default_factory=list)
+
+
+def retrieve(
+    store: Any, findings: list[Finding], alert: dict[str, Any] | None, alert_ref: AlertRef | None, k: int,
+    degraded: list[DegradedFlag],
+) -> Memory:
+    """Similar incidents for each finding, and the runbook for the alert (else for the top finding)."""
+    mem = Memory()
+    by_store_id: dict[str, SimilarIncident] = {}
+    try:
+        for f in findings:
+            if k <= 0:
+                break
+            results = store.similar_incidents(finding_query(f), k=k)
+            for r in results or []:
+                inc = _get(r, "incident", "record", default=r)
+                sid = str(_get(inc, "id"))
+                if sid not in by_store_id:
+                    by_store_id[sid] = SimilarIncident(
+                        id=f"I{len(by_store_id) + 1}", incident_id=sid, title=str(_get(inc, "title", default=sid)),
+                        summary=str(_get(inc, "summary", default="") or "")[:1000],
+                        root_cause=_get(inc, "root_cause"), resolution=_get(inc, "resolution"),
+                        services=list(_get(inc, "services", default=[]) or []), started_at=_get(inc, "started_at"),
+                        score=float(_get(r, "score", default=0.0) or 0.0), why=_why(r), for_findings=[],
+                    )
+                si = by_store_id[sid]
+                si.for_findings.append(f.id)
+                mem.by_finding.setdefault(f.id, []).append(si.id)
+        mem.incidents = list(by_store_id.values())
+    except Exception as exc:  # noqa: BLE001 - the store is optional evidence
+        logger.warning("similar incidents failed: %s", exc)
+        degraded.append(DegradedFlag(component="store", name="similar_incidents", reason=_short(exc)))
+    try:
+        if alert is not None:
+            rb = store.runbook_for(alert)
+        elif findings:
+            rb = _search_runbook(store, finding_query(findings[0]))
+        else:
+            rb = None
+        if rb is not None:
+            mem.runbook = _runbook_ref(rb)
+            mem.runbook_for = [findings[0].id] if findings else []
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("runbook lookup failed: %s", exc)
+        degraded.append(DegradedFlag(component="store", name="runbook", reason=_short(exc)))
+    del alert_ref
+    return mem
+
+
+def _search_runbook(store: Any, query: str) -> Any:
+    for name in ("search_runbooks", "runbooks_search", "similar_runbooks"):
+        fn = getattr(store, name, None)
+        if fn is not None:
+            res = fn(query, k=1)
+            return res[0] if res else None
+    return None
+
+
+def _why(r: Any) -> list[str]:
+    why = _get(r, "why", "matched", "reasons", default=[])
+    if isinstance(why, str):
+        return [why]
+    return [str(w) for w in (why or [])]
+
+
+def _runbook_ref(r: Any) -> RunbookRef:
+    rb = _get(r, "runbook", "record", default=r)
+    steps: list[RunbookStep] = []
+    sections = _get(rb, "sections", default={}) or {}
+    items = sections.items() if isinstance(sections, dict) else [(_get(s, "name", "title", default="section"), s) for s in sections]
+    for name, sec in items:
+        sec_steps = _get(sec, "steps", default=None)
+        texts = list(sec_steps) if sec_steps else ([_get(sec, "text", default=sec)] if not isinstance(sec, str) else [sec])
+        for t in texts:
+            t = str(t).strip()
+            if t and len(steps) < MAX_STEPS:
+                steps.append(RunbookStep(id=f"R1.S{len(steps) + 1}", section=str(name).title(), text=t[:800]))
+    return RunbookRef(
+        id="R1", runbook_id=str(_get(rb, "id")), title=str(_get(rb, "title", default=_get(rb, "id"))),
+        source=_get(rb, "source", "url", "path"), score=float(_get(r, "score", default=0.0) or 0.0), why=_why(r),
+        steps=steps,
+    )
+
+
+# ---- LLM ---------------------------------------------------------------------------------------------------------
+def build_llm(settings: Any) -> Any:
+    """The LLM layer's service for these settings (raises when it cannot be built)."""
+    from agent.llm import LLMService
+
+    return LLMService(settings.llm, settings.llm_cache_dir)
+
+
+@dataclass
+class Judged:
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    explanations: dict[str, Explanation] = field(default_factory=dict)
+    summary: Explanation | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+    model: str | None = None
+    backend: str | None = None
+
+
+def judge_findings(
+    llm: Any,
+    findings: list[Finding],
+    valid_ids: set[str],
+    budget_s: float,
+    concurrency: int,
+    degraded: list[DegradedFlag],
+    summary_input: Callable[[], Any] | None = None,
+) -> Judged:
+    """LLM verdicts and explanations for ``findings`` (the top k) within ``budget_s`` seconds in total."""
+    out = Judged()
+    info = _safe(lambda: llm.info())
+    out.model = _get(info, "model", "model_name") if info is not None else None
+    out.backend = _get(info, "backend") if info is not None else None
+    deadline = time.monotonic() + max(budget_s, 0.0)
+    stop = threading.Event()
+    errors: list[str] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="triage-llm")
+    futures: dict[Future[Any], tuple[str, str]] = {}
+    try:
+        for f in findings:
+            futures[pool.submit(_guarded, stop, errors, llm.judge_log if f.templates else llm.judge_metric, f)] = (f.id, "judge")
+            futures[pool.submit(_guarded, stop, errors, _explain, llm, f)] = (f.id, "explain")
+        done, not_done = wait_futures(futures, timeout=max(deadline - time.monotonic(), 0.0))
+        for fut in done:
+            fid, kind = futures[fut]
+            res = fut.result()
+            if res is None:
+                continue
+            if kind == "judge":
+                v = _verdict(res, valid_ids, fid)
+                if v is not None:
+                    out.verdicts[fid] = v
+                    _prompt(out, res)
+            else:
+                e = _explanation(res, valid_ids, fid)
+                if e is not None:
+                    out.explanations[fid] = e
+                    _prompt(out, res)
+        if not_done:
+            stop.set()
+            for fut in not_done:
+                fut.cancel()
+            degraded.append(DegradedFlag(component="llm", name="budget", reason=(
+                f"{len(not_done)} of {len(futures)} LLM calls did not finish within the {budget_s:g}s budget")))
+        if summary_input is not None and not stop.is_set() and time.monotonic() < deadline:
+            fut = pool.submit(_guarded, stop, errors, llm.summarize, summary_input())
+            try:
+                res = fut.result(timeout=max(deadline - time.monotonic(), 0.0))
+                out.summary = _explanation(res, valid_ids, None) if res is not None else None
+            except TimeoutError:
+                stop.set()
+                degraded.append(DegradedFlag(component="llm", name="summary", reason=f"summary not done within the {budget_s:g}s budget"))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if errors:
+        degraded.append(DegradedFlag(component="llm", name="calls", reason=f"{len(errors)} LLM call(s) failed; first: {errors[0]}"))
+    return out
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _guarded(stop: threading.Event, errors: list[str], fn: Callable[..., Any], *args: Any) -> Any:
+    """Run one LLM call unless the budget ran out or the LLM proved unavailable; errors are collected."""
+    if stop.is_set():
+        return None
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - typed LLM errors and anything else: the triage goes on
+        errors.append(_short(exc))
+        if type(exc).__name__ in ("LLMUnavailable",):
+            stop.set()  # circuit open: do not queue more calls on a dead backend
+        return None
+
+
+def _explain(llm: Any, f: Finding) -> Any:
+    return llm.explain([f], None)
+
+
+def _prompt(out: Judged, res: Any) -> None:
+    name, version = _get(res, "prompt_name", "prompt"), _get(res, "prompt_version")
+    if name and version:
+        out.prompts[str(name)] = str(version)
+
+
+def _verdict(res: Any, valid: set[str], fid: str) -> Verdict | None:
+    anomalous = _get(res, "anomalous")
+    conf = _get(res, "confidence")
+    if anomalous is None or conf is None:
+        return None
+    ids = [i for i in (_get(res, "evidence_ids", default=[]) or []) if i in valid] or [fid]
+    src = str(_get(res, "source", default="llm"))
+    return Verdict(anomalous=bool(anomalous), confidence=float(min(max(conf, 0.0), 1.0)),
+                   category=str(_get(res, "category", default="unknown") or "unknown"),
+                   reason=str(_get(res, "reason", default="") or "")[:1000],
+                   source=src if src in ("llm", "llm+prior", "prior") else "llm",  # type: ignore[arg-type]
+                   evidence_ids=ids)
+
+
+def _explanation(res: Any, valid: set[str], fid: str | None) -> Explanation | None:
+    text = res if isinstance(res, str) else _get(res, "text", "explanation", "summary")
+    if not text or not str(text).strip():
+        return None
+    cited = [i for i in (_get(res, "evidence_ids", default=[]) or []) if i in valid]
+    if not cited:
+        if fid is None:
+            return None  # a claim without evidence stays out of the report
+        cited = [fid]
+    return Explanation(text=str(text).strip()[:2000], evidence_ids=cited, source="llm")

@@ -1,0 +1,387 @@
+"""Triage inputs: read and parse the logs into a compact :class:`LogData`, read the metrics, run the detectors.
+
+This module is where the triage meets the parsing (``tools.parsing``, ``tools.windows``), metric reading
+(``tools.metrics_io``) and detector (``detectors``) layers; it re-implements none of them. Every detector runs in
+its own ``try``: one that fails on odd input becomes a degraded flag, not a failed triage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agent.report import DegradedFlag
+from agent.settings import Settings
+from agent.triage_rank import MAX_CHANNELS_PER_HIT, Hit, driving_templates, hits_from_scores
+from tools.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_PER_CELL = 2  # sample lines kept per (template, window): bounded evidence for any input size
+
+
+@dataclass
+class LogData:
+    """What the triage keeps of the parsed logs: counts per window and bounded per-template facts."""
+
+    counts: pd.DataFrame  # windows (index: window start) x template ids (str), int counts
+    window: pd.Timedelta
+    templates: dict[str, str]
+    levels: dict[str, str]
+    components: dict[str, list[str]]
+    first_seen: dict[str, pd.Timestamp]
+    last_seen: dict[str, pd.Timestamp]
+    totals: dict[str, int]
+    samples: dict[tuple[str, pd.Timestamp], list[tuple[str | None, int | None, pd.Timestamp | None, str]]]
+    sources: list[str]
+    stats: dict[str, Any] = field(default_factory=dict)
+    sequences: Any = None
+
+    @property
+    def start(self) -> pd.Timestamp | None:
+        return pd.Timestamp(self.counts.index[0]) if len(self.counts) else None
+
+    @property
+    def end(self) -> pd.Timestamp | None:
+        return pd.Timestamp(self.counts.index[-1]) + self.window if len(self.counts) else None
+
+    def count_in(self, template_id: str, start: pd.Timestamp, end: pd.Timestamp) -> int:
+        if template_id not in self.counts.columns:
+            return 0
+        inside = (self.counts.index >= start) & (self.counts.index < end)
+        return int(self.counts.loc[inside, template_id].sum())
+
+    def baseline_per_window(self, template_id: str, start: pd.Timestamp, end: pd.Timestamp) -> float:
+        if template_id not in self.counts.columns:
+            return 0.0
+        outside = ~((self.counts.index >= start) & (self.counts.index < end))
+        return float(self.counts.loc[outside, template_id].mean()) if outside.any() else 0.0
+
+    def samples_in(self, template_id: str, start: pd.Timestamp, end: pd.Timestamp, n: int = 2) -> list[tuple]:
+        out: list[tuple] = []
+        for ws in self.counts.index[(self.counts.index >= start) & (self.counts.index < end)]:
+            out.extend(self.samples.get((template_id, pd.Timestamp(ws)), []))
+            if len(out) >= n:
+                break
+        return out[:n]
+
+
+def to_timedelta(freq: str) -> pd.Timedelta:
+    try:
+        td = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"triage window must be a pandas frequency like '5min', got {freq!r}") from exc
+    if td <= pd.Timedelta(0):
+        raise ValueError(f"triage window must be positive, got {freq!r}")
+    return td
+
+
+def load_logs(
+    sources: Sequence[str | Path], settings: Settings, tick: Callable[[str, float, str], None]
+) -> LogData:
+    """Read, parse (streamed in chunks) and window the logs; keep only what the triage needs: counts per
+    (window, template), per-template facts, and a few sample lines per (template, window). Memory is bounded by
+    templates x windows, not by the number of lines.
+
+    Raises:
+        InputError: nothing readable, or no event carries a timestamp (time windows need one).
+    """
+    from tools import parsing
+    from tools.logread import expand_sources
+
+    window = to_timedelta(settings.triage.window)
+    files = expand_sources([str(s) for s in sources])
+    total_bytes = sum(_size(f) for f in files) or 1
+    done = [0]
+
+    def on_bytes(n: int) -> None:
+        done[0] += n
+        tick("parse", min(done[0] / total_bytes, 0.99), f"{done[0] / 1e6:,.1f} MB")
+
+    stats = parsing.ReadStats()
+    lg = settings.logs
+    acc = _Accumulator(window)
+    for chunk in parsing.iter_parsed(
+        files, lg.format, stats=stats, max_line_bytes=lg.max_line_bytes, progress=on_bytes, with_params=False,
+        json_fields={"message": lg.json_message_field, "timestamp": lg.json_timestamp_field, "level": lg.json_level_field},
+    ):
+        acc.add(chunk)
+    stats_d = stats.model_dump()
+    tick("parse", 1.0, f"{stats.events:,} events")
+    if acc.n_with_ts == 0:
+        raise InputError("no log line carries a timestamp the format can read; time windows need one "
+                         f"(format {stats.format!r}, {stats.events:,} events)")
+    if acc.n_without_ts:
+        stats_d["events_without_timestamp"] = acc.n_without_ts
+    return acc.finish(stats_d, files)
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
+class _Accumulator:
+    """Folds parsed chunks into window counts and bounded per-template facts."""
+
+    def __init__(self, window: pd.Timedelta):
+        self.window = window
+        self.cells: list[pd.Series] = []  # (window start, template id) -> count, one Series per chunk
+        self.templates: dict[str, str] = {}
+        self.level_counts: dict[tuple[str, str], int] = {}
+        self.comp_counts: dict[tuple[str, str], int] = {}
+        self.first: dict[str, pd.Timestamp] = {}
+        self.last: dict[str, pd.Timestamp] = {}
+        self.samples: dict[tuple[str, pd.Timestamp], list[tuple]] = {}
+        self.n_with_ts = 0
+        self.n_without_ts = 0
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        ts = pd.to_datetime(chunk["timestamp"], errors="coerce")
+        ok = ts.notna().to_numpy()
+        self.n_without_ts += int((~ok).sum())
+        if not ok.any():
+            return
+        ev = chunk.loc[ok]
+        ts = ts[ok]
+        self.n_with_ts += len(ev)
+        tid = ev["template_id"].astype(str)
+        ws = ts.dt.floor(self.window)
+        self.cells.append(pd.DataFrame({"ws": ws.to_numpy(), "tid": tid.to_numpy()}).value_counts())
+        # The latest text of a template is its most general form so far (templates generalise as they grow).
+        last_text = pd.Series(ev["template"].to_numpy(), index=tid.to_numpy())
+        self.templates.update(last_text[~last_text.index.duplicated(keep="last")].astype(str).to_dict())
+        g = pd.DataFrame({"tid": tid.to_numpy(), "ts": ts.to_numpy()}).groupby("tid", sort=False)["ts"].agg(["min", "max"])
+        for t, lo, hi in zip(g.index, g["min"], g["max"], strict=False):
+            if t not in self.first or lo < self.first[t]:
+                self.first[t] = pd.Timestamp(lo)
+            if t not in self.last or hi > self.last[t]:
+                self.last[t] = pd.Timestamp(hi)
+        for col, target in (("level", self.level_counts), ("component", self.comp_counts)):
+            if col in ev and ev[col].notna().any():
+                vc = pd.DataFrame({"tid": tid.to_numpy(), "v": ev[col].astype(str).to_numpy()}).value_counts()
+                for (t, v), n in vc.items():
+                    target[(t, v)] = target.get((t, v), 0) + int(n)
+        # Bounded sample lines: the first SAMPLES_PER_CELL events of every (template, window) cell.
+        keep = pd.DataFrame({"tid": tid.to_numpy(), "ws": ws.to_numpy()}).groupby(["tid", "ws"], sort=False).cumcount()
+        sel = (keep < SAMPLES_PER_CELL).to_numpy()
+        sub = ev.loc[sel]
+        src = sub["source"].astype(str) if "source" in sub else pd.Series("", index=sub.index)
+        for t, w, s, ln, tsv, txt in zip(tid[sel], ws[sel], src, sub["line_no"], ts[sel], _line_text(sub), strict=False):
+            cell = self.samples.setdefault((t, pd.Timestamp(w)), [])
+            if len(cell) < SAMPLES_PER_CELL:
+                cell.append((s or None, _int(ln), pd.Timestamp(tsv), txt))
+
+    def finish(self, stats: dict[str, Any], sources: list[str]) -> LogData:
+        cells = pd.concat(self.cells).groupby(level=[0, 1]).sum()
+        counts = cells.unstack("tid", fill_value=0)
+        full = pd.date_range(counts.index.min(), counts.index.max(), freq=self.window)
+        counts = counts.reindex(full, fill_value=0).astype("int64")
+        counts.columns = counts.columns.astype(str)
+        counts.index.name = "window_start"
+        return LogData(
+            counts=counts,
+            window=self.window,
+            templates=self.templates,
+            levels=_top(self.level_counts, 1),
+            components={t: v.split("\x1f") for t, v in _top(self.comp_counts, 3).items()},
+            first_seen=self.first,
+            last_seen=self.last,
+            totals={str(k): int(v) for k, v in counts.sum(axis=0).items()},
+            samples=self.samples,
+            sources=sources,
+            stats=stats,
+        )
+
+
+def _top(counts: dict[tuple[str, str], int], n: int) -> dict[str, str]:
+    """Template id -> its most frequent value(s) (joined by \\x1f when n > 1), ignoring empty values."""
+    by_t: dict[str, list[tuple[int, str]]] = {}
+    for (t, v), c in counts.items():
+        if v and v not in ("None", "nan"):
+            by_t.setdefault(t, []).append((c, v))
+    return {t: "\x1f".join(v for _, v in sorted(vs, key=lambda x: (-x[0], x[1]))[:n]) for t, vs in by_t.items()}
+
+
+def _line_text(df: pd.DataFrame) -> pd.Series:
+    for col in ("content",):
+        if col in df:
+            return df[col].astype(str)
+    return pd.Series("", index=df.index)
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def crossfit_scores(
+    make: Callable[[], Any], X: Any, n: int, fraction: float, min_fit: int
+) -> list[tuple[pd.Series, float, float]]:
+    """Score every row out of sample with two models (2-fold cross-fitting in time).
+
+    Model A learns from the leading ``fraction`` of the rows and scores the rest; model B learns from the rest and
+    scores the leading part. So an incident is never part of the data that set the threshold that judges it
+    (unless it spans the split). With too few rows for two folds, one model learns from all rows (in sample).
+
+    Returns ``(scores of the rows this model judges, threshold, median training score)`` per model.
+    """
+    split = int(round(n * fraction))
+    folds = [(slice(0, split), slice(split, n)), (slice(split, n), slice(0, split))]
+    if split < min_fit or n - split < min_fit:
+        folds = [(slice(0, n), slice(0, n))]
+    out = []
+    for fit_rows, score_rows in folds:
+        det = make()
+        train = X.iloc[fit_rows]
+        det.fit(train)
+        all_scores = det.score(X)
+        tr = all_scores.iloc[fit_rows].to_numpy(dtype="float64")
+        tr = tr[np.isfinite(tr)]
+        out.append((all_scores.iloc[score_rows], float(det.threshold_), float(np.median(tr)) if tr.size else 0.0, det))
+    return out  # type: ignore[return-value]
+
+
+def run_log_detectors(
+    data: LogData, settings: Settings, degraded: list[DegradedFlag], tick: Callable[[str, float, str], None]
+) -> tuple[list[Hit], list[str]]:
+    """Cross-fit and score each configured log detector on the batch's window counts; returns hits and the names
+    of the detectors that ran. See :func:`crossfit_scores`."""
+    from detectors import get_detector
+
+    names = list(settings.triage.log_detectors)
+    counts = data.counts
+    hits: list[Hit] = []
+    ran: list[str] = []
+    for i, name in enumerate(names):
+        tick("log_detectors", i / max(len(names), 1), name)
+        try:
+            if name == "deeplog":
+                raise ValueError("deeplog scores template sequences; batch triage uses window counts (not run)")
+            params = _params(name, settings)
+            folds = crossfit_scores(lambda n=name, p=params: get_detector(n, **p), counts, len(counts),
+                                    settings.triage.baseline_fraction, MIN_FIT_WINDOWS)
+            found = [
+                h
+                for scores, th, med, _ in _plausible(folds, name, degraded)
+                for h in hits_from_scores(scores, th, detector=name, source="log", step=data.window, median=med)
+            ]
+        except Exception as exc:  # noqa: BLE001 - one detector failing must not fail the triage
+            logger.warning("log detector %s failed: %s", name, exc)
+            degraded.append(DegradedFlag(component="detector", name=name, reason=_short(exc)))
+            continue
+        ran.append(name)
+        for h in found:
+            if h.strength < settings.triage.min_strength:
+                continue
+            h.template_ids = driving_templates(counts, h.start, h.end)
+            if h.template_ids:
+                hits.append(h)
+    tick("log_detectors", 1.0, f"{len(hits)} hits")
+    return hits, ran
+
+
+MIN_FIT_WINDOWS = 6
+MIN_FIT_ROWS = 30
+MAX_FLAGGED_SHARE = 0.5
+"""Anomalies are rare: a model that flags more than this share of the rows it judges does not fit the batch
+(e.g. PCA learned from too few windows), and its output is set aside with a degraded flag."""
+
+
+def _plausible(folds: list[Any], name: str, degraded: list[DegradedFlag]) -> list[Any]:
+    kept = []
+    for fold in folds:
+        scores, th = fold[0], fold[1]
+        vals = scores.to_numpy(dtype="float64")
+        share = float(np.mean(vals > th)) if vals.size else 0.0
+        if share > MAX_FLAGGED_SHARE:
+            degraded.append(DegradedFlag(component="detector", name=name, reason=(
+                f"flagged {share:.0%} of the {vals.size} rows it judged (more than {MAX_FLAGGED_SHARE:.0%}): "
+                "the model does not fit this batch; its output was set aside")))
+            continue
+        kept.append(fold)
+    return kept
+
+
+def load_metrics(metrics: Path | str | pd.DataFrame) -> tuple[pd.DataFrame, str, list[str]]:
+    """The metrics as a DataFrame (DatetimeIndex x numeric channels), its name, and reader notes."""
+    if isinstance(metrics, pd.DataFrame):
+        return metrics, "<DataFrame>", []
+    from tools import metrics_io
+
+    df, report = metrics_io.read_metrics(Path(metrics))
+    return df, str(metrics), [f"metrics: {line}" for line in report.lines()[1:]]
+
+
+def run_metric_detector(
+    df: pd.DataFrame, settings: Settings, degraded: list[DegradedFlag], tick: Callable[[str, float, str], None]
+) -> tuple[list[Hit], list[str]]:
+    """Cross-fit the configured metric detector (``auto``) on the batch's metrics, explain each flagged span."""
+    from detectors import get_detector
+
+    name = settings.detectors.metric_detector
+    tick("metrics", 0.2, name)
+    numeric = df.select_dtypes(include="number")
+    hits: list[Hit] = []
+    try:
+        params = _params(name, settings)
+        step = _step(numeric.index)
+        folds = crossfit_scores(lambda: get_detector(name, **params), numeric, len(numeric),
+                                settings.triage.baseline_fraction, MIN_FIT_ROWS)
+        for scores, th, med, det in _plausible(folds, name, degraded):
+            for h in hits_from_scores(scores, th, detector=name, source="metric", step=step, max_gap=2, median=med):
+                if h.strength < settings.triage.min_strength:
+                    continue
+                try:
+                    contrib = det.explain(numeric, (h.start, h.end - step))
+                except Exception as exc:  # noqa: BLE001 - an explanation is extra evidence, not a requirement
+                    logger.info("explain failed for %s: %s", name, exc)
+                    contrib = pd.Series(dtype="float64")
+                top = contrib[contrib > 0].head(MAX_CHANNELS_PER_HIT)
+                h.channels = [str(c) for c in top.index]
+                h.contributions = {str(c): float(v) for c, v in top.items()}
+                hits.append(h)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("metric detector %s failed: %s", name, exc)
+        degraded.append(DegradedFlag(component="detector", name=name, reason=_short(exc)))
+        return [], []
+    tick("metrics", 1.0, f"{len(hits)} hits")
+    return hits, [name]
+
+
+def _params(name: str, settings: Settings) -> dict[str, Any]:
+    return _metric_params(name, settings)
+
+
+def _metric_params(name: str, settings: Settings) -> dict[str, Any]:
+    from detectors import detector_class
+
+    params = detector_class(name)._param_names()
+    out: dict[str, Any] = {}
+    if "seed" in params:
+        out["seed"] = settings.detectors.seed
+    if "device" in params:
+        out["device"] = settings.detectors.device
+    return out
+
+
+def _step(index: pd.Index) -> pd.Timedelta:
+    if isinstance(index, pd.DatetimeIndex) and len(index) > 1:
+        d = np.diff(index.asi8)
+        return pd.Timedelta(int(np.median(d)), unit="ns")
+    return pd.Timedelta(minutes=1)
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

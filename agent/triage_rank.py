@@ -1,0 +1,269 @@
+"""Triage stages that need no model: detector scores -> hits -> groups (coinciding in time) -> scored findings.
+
+Pure functions on pandas objects and small dataclasses, so each rule is testable on hand-built input.
+
+Scoring (each component in 0..1; documented here because the report shows them):
+- **strength** of one hit: its peak score ``s`` against the detector's threshold ``th`` and the batch's median
+  score ``m``: ``0.5 + 0.5 * tanh((s - th) / (th - m))`` (scale-free; 0.5 at the threshold). A group's strength
+  combines its detectors by noisy-OR (``1 - prod(1 - s_i)``), so independent detectors that agree rank higher.
+- **severity**: from the log levels of the group's templates inside the span (FATAL/CRITICAL/ERROR 1.0,
+  WARN 0.5, others 0) weighted by counts, and from the largest metric change ``tanh(|z| / 6)``; the max of both.
+- **novelty**: the share of the group's templates never seen before its span (first occurrence inside it).
+- **total** = 0.45 strength + 0.30 severity + 0.25 novelty; after the LLM judged a finding: 0.8 total + 0.2 llm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+W_STRENGTH, W_SEVERITY, W_NOVELTY, W_LLM = 0.45, 0.30, 0.25, 0.2
+LEVEL_WEIGHT = {"FATAL": 1.0, "CRITICAL": 1.0, "CRIT": 1.0, "EMERG": 1.0, "ALERT": 1.0, "SEVERE": 1.0,
+                "ERROR": 1.0, "ERR": 1.0, "E": 1.0, "F": 1.0,
+                "WARN": 0.5, "WARNING": 0.5, "W": 0.5}
+MAX_TEMPLATES_PER_HIT = 8
+MAX_CHANNELS_PER_HIT = 6
+
+
+@dataclass
+class Hit:
+    """One anomalous span reported by one detector."""
+
+    source: Literal["log", "metric"]
+    detector: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    score: float
+    strength: float
+    template_ids: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    contributions: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    """Hits that coincide in time."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    hits: list[Hit]
+
+    @property
+    def template_ids(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for h in self.hits:
+            for t in h.template_ids:
+                seen.setdefault(t, None)
+        return list(seen)
+
+    @property
+    def channels(self) -> dict[str, float]:
+        """Channel -> largest contribution among the group's metric hits."""
+        out: dict[str, float] = {}
+        for h in self.hits:
+            for c in h.channels:
+                out[c] = max(out.get(c, 0.0), h.contributions.get(c, 0.0))
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def hit_strength(peak: float, threshold: float, median: float) -> float:
+    """Scale-free strength in 0..1 of a peak score (0.5 at the threshold, see the module docstring)."""
+    if not math.isfinite(peak):
+        return 0.0
+    spread = threshold - median
+    if not math.isfinite(spread) or spread <= 0:
+        spread = abs(threshold) if math.isfinite(threshold) and threshold != 0 else 1.0
+    return float(min(1.0, max(0.0, 0.5 + 0.5 * math.tanh((peak - threshold) / spread))))
+
+
+def spans_from_scores(
+    scores: pd.Series, threshold: float, step: pd.Timedelta, *, max_gap: int = 1
+) -> list[tuple[pd.Timestamp, pd.Timestamp, float]]:
+    """Runs of ``scores > threshold`` as ``(start, end, peak)``; ``end`` is the last flagged row + ``step``.
+
+    Flagged rows separated by at most ``max_gap`` unflagged rows form one span. NaN never flags.
+    """
+    s = scores.astype("float64")
+    flagged = np.flatnonzero((s.to_numpy() > threshold) & np.isfinite(s.to_numpy()))
+    if flagged.size == 0:
+        return []
+    out: list[tuple[pd.Timestamp, pd.Timestamp, float]] = []
+    run_start = prev = int(flagged[0])
+    for i in flagged[1:]:
+        i = int(i)
+        if i - prev > max_gap + 1:
+            out.append(_span(s, run_start, prev, step))
+            run_start = i
+        prev = i
+    out.append(_span(s, run_start, prev, step))
+    return out
+
+
+def _span(s: pd.Series, a: int, b: int, step: pd.Timedelta) -> tuple[pd.Timestamp, pd.Timestamp, float]:
+    return pd.Timestamp(s.index[a]), pd.Timestamp(s.index[b]) + step, float(np.nanmax(s.to_numpy()[a : b + 1]))
+
+
+def hits_from_scores(
+    scores: pd.Series,
+    threshold: float,
+    *,
+    detector: str,
+    source: Literal["log", "metric"],
+    step: pd.Timedelta,
+    max_gap: int = 1,
+    median: float | None = None,
+) -> list[Hit]:
+    """Turn a detector's per-row scores into hits (evidence attached later).
+
+    ``median``: the detector's median training score (the scale of ``hit_strength``); default: of ``scores``.
+    """
+    if median is None:
+        finite = scores[np.isfinite(scores.to_numpy(dtype="float64"))]
+        median = float(finite.median()) if len(finite) else 0.0
+    return [
+        Hit(source=source, detector=detector, start=a, end=b, score=peak, strength=hit_strength(peak, threshold, median))
+        for a, b, peak in spans_from_scores(scores, threshold, step, max_gap=max_gap)
+    ]
+
+
+def driving_templates(counts: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, *,
+                      limit: int = MAX_TEMPLATES_PER_HIT, min_z: float = 3.0) -> list[str]:
+    """Templates whose counts inside [start, end) stand out against the rest of the batch.
+
+    A template stands out when its mean count per window in the span exceeds its mean elsewhere by ``min_z``
+    Poisson standard deviations (``(in - out) / sqrt(out + 1/n_out)``), or when it occurs only inside the span.
+    """
+    if counts.empty:
+        return []
+    inside = (counts.index >= start) & (counts.index < end)
+    if not inside.any():
+        return []
+    c_in = counts.loc[inside].mean(axis=0)
+    n_out = int((~inside).sum())
+    c_out = counts.loc[~inside].mean(axis=0) if n_out else pd.Series(0.0, index=counts.columns)
+    z = (c_in - c_out) / np.sqrt(c_out + 1.0 / max(n_out, 1))
+    only_inside = (counts.loc[~inside].sum(axis=0) == 0) & (counts.loc[inside].sum(axis=0) > 0) if n_out else c_in > 0
+    z = z.where(~only_inside, np.inf)
+    z = z[(z >= min_z) & (c_in > 0)].sort_values(ascending=False, kind="stable")
+    return [str(t) for t in z.index[:limit]]
+
+
+def group_hits(hits: Sequence[Hit], tolerance: pd.Timedelta) -> list[Group]:
+    """Merge hits whose spans overlap or lie within ``tolerance`` of each other (time order)."""
+    groups: list[Group] = []
+    for h in sorted(hits, key=lambda x: (x.start, x.end)):
+        if groups and h.start <= groups[-1].end + tolerance:
+            g = groups[-1]
+            g.hits.append(h)
+            g.end = max(g.end, h.end)
+        else:
+            groups.append(Group(start=h.start, end=h.end, hits=[h]))
+    return groups
+
+
+@dataclass
+class GroupScores:
+    strength: float
+    severity: float
+    novelty: float
+    total: float
+    new_templates: list[str]
+    level_severity: float
+    metric_severity: float
+
+
+def score_group(
+    group: Group,
+    *,
+    level_of: Callable[[str], str | None],
+    first_seen: Callable[[str], pd.Timestamp | None],
+    count_in_span: Callable[[str], int],
+    metric_change: Callable[[str], float | None],
+) -> GroupScores:
+    """Strength, severity and novelty of a group (see the module docstring)."""
+    best: dict[str, float] = {}
+    for h in group.hits:
+        best[h.detector] = max(best.get(h.detector, 0.0), h.strength)
+    strength = 1.0 - float(np.prod([1.0 - s for s in best.values()])) if best else 0.0
+
+    tids = group.template_ids
+    weighted = total = 0
+    for t in tids:
+        n = count_in_span(t)
+        total += n
+        weighted += n * LEVEL_WEIGHT.get((level_of(t) or "").upper(), 0.0)
+    level_sev = float(weighted / total) if total else 0.0
+    changes = [abs(z) for z in (metric_change(c) for c in group.channels) if z is not None and math.isfinite(z)]
+    metric_sev = float(math.tanh(max(changes) / 6.0)) if changes else 0.0
+    severity = max(level_sev, metric_sev)
+
+    new = [t for t in tids if (fs := first_seen(t)) is not None and fs >= group.start]
+    novelty = len(new) / len(tids) if tids else 0.0
+    total_score = W_STRENGTH * strength + W_SEVERITY * severity + W_NOVELTY * novelty
+    return GroupScores(strength=min(strength, 1.0), severity=severity, novelty=novelty, total=total_score,
+                       new_templates=new, level_severity=level_sev, metric_severity=metric_sev)
+
+
+def finding_severity(strength: float, severity: float, total: float, llm_anomalous: bool | None) -> str:
+    """"critical" / "warning" / "info" for one finding.
+
+    critical: errors or a large metric change (severity >= 0.75), backed by strong detection (strength >= 0.7),
+    and not judged normal by the LLM. warning: a notable finding (total >= 0.45 or severity >= 0.5) not judged
+    normal. Otherwise info.
+    """
+    if llm_anomalous is False:
+        return "info" if severity < 0.75 else "warning"
+    if severity >= 0.75 and strength >= 0.7:
+        return "critical"
+    if total >= 0.45 or severity >= 0.5:
+        return "warning"
+    return "info"
+
+
+def service_of_component(component: str | None) -> str | None:
+    """``checkout.db`` -> ``checkout``; ``dfs.DataNode$X`` -> ``dfs``; empty -> None."""
+    if not component:
+        return None
+    head = component.strip().split(".", 1)[0].split("/", 1)[0].split(":", 1)[0].split("[", 1)[0]
+    return head or None
+
+
+def service_of_channel(channel: str) -> str:
+    """``checkout_latency_p95_ms`` -> ``checkout`` (the prefix before the first '_' or '.')."""
+    for sep in ("_", ".", ":"):
+        if sep in channel:
+            return channel.split(sep, 1)[0]
+    return channel
+
+
+def metric_summary(df: pd.DataFrame, channel: str, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, float | None]:
+    """Baseline (before ``start``; else outside the span) and in-span statistics of one channel, and the change in
+    baseline standard deviations."""
+    col = df[channel].astype("float64")
+    inside = (df.index >= start) & (df.index < end)
+    before = df.index < start
+    base = col[before] if before.sum() >= 5 else col[~inside]
+    span = col[inside]
+    bm, bs = _finite_stat(base.mean()), _finite_stat(base.std())
+    sm = _finite_stat(span.mean())
+    change: float | None = None
+    if bm is not None and sm is not None:
+        scale = bs if bs and bs > 1e-12 else max(abs(bm) * 0.01, 1e-9)
+        change = (sm - bm) / scale
+    return {
+        "baseline_mean": bm, "baseline_std": bs, "span_mean": sm,
+        "span_max": _finite_stat(span.max()), "span_min": _finite_stat(span.min()), "change": change,
+    }
+
+
+def _finite_stat(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -92,6 +92,13 @@ def triage(
                 log_error = exc
         if logdata is not None:
             _log_inputs(inputs, logdata)
+    hits = []
+    detectors_ran: list[str] = []
+    if logdata is not None:
+        with run.stage("log_detectors"):
+            h, ran = run_log_detectors(logdata, settings, run.degraded, run.tick)
+            hits += h
+            detectors_ran += ran
     mdf: pd.DataFrame | None = None
     metric_error: Exception | None = None
     if metrics is not None:
@@ -103,6 +110,10 @@ def triage(
                 inputs.notes += notes
             except (InputError, ValueError, TypeError, OSError) as exc:
                 metric_error = exc
+            if mdf is not None:
+                h, ran = run_metric_detector(mdf, settings, run.degraded, run.tick)
+                hits += h
+                detectors_ran += ran
     if logdata is None and mdf is None:
         problems = [str(e) for e in (log_error, metric_error) if e is not None]
         raise InputError("nothing usable to triage: " + ("; ".join(problems) if problems else "no logs and no metrics given"))
@@ -112,19 +123,6 @@ def triage(
         run.degraded.append(DegradedFlag(component="metrics", name=str(metrics)[:100], reason=str(metric_error)[:300]))
     elif metrics is None:
         run.degraded.append(DegradedFlag(component="metrics", name="metrics", reason="no metrics given: log evidence only"))
-
-    hits = []
-    detectors_ran: list[str] = []
-    if logdata is not None:
-        with run.stage("log_detectors"):
-            h, ran = run_log_detectors(logdata, settings, run.degraded, run.tick)
-            hits += h
-            detectors_ran += ran
-    if mdf is not None:
-        with run.stage("metrics"):
-            h, ran = run_metric_detector(mdf, settings, run.degraded, run.tick)
-            hits += h
-            detectors_ran += ran
 
     with run.stage("rank"):
         window = logdata.window if logdata is not None else pd.Timedelta(settings.triage.window)

@@ -1,9 +1,155 @@
-"""CLI commands of this area (filled in by its issue)."""
+"""``anomalist triage``: logs (and metrics, and an alert) in, a ranked and explained report out."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from agent.cli.common import EXIT_INPUT, EXIT_OK, EXIT_SEVERITY, err_console, fail, get_settings
+from tools.errors import InputError
+
+_STAGE_LABEL = {
+    "parse": "read + parse logs",
+    "log_detectors": "log detectors",
+    "metrics": "metrics + detector",
+    "rank": "group + rank",
+    "retrieve": "incidents + runbook",
+    "llm": "LLM judgment",
+    "report": "report",
+}
+_SEV_STYLE = {"info": "blue", "warning": "yellow", "critical": "bold red"}
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to ``app``."""
+    """Add ``triage`` to ``app``."""
+    app.command("triage")(triage_command)
+
+
+def triage_command(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(help="Log files, directories, globs, or '-' for stdin.")] = None,
+    metrics: Annotated[Path | None, typer.Option("--metrics", "-m", help="Metrics CSV (a time column + numeric channels).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Report format: markdown | json | html (default: from --out, else markdown).")] = None,
+    log_format: Annotated[str | None, typer.Option("--log-format", help="Log format preset or custom header format; default: detect.")] = None,
+    alert: Annotated[Path | None, typer.Option("--alert", help="Alertmanager webhook JSON (v4 payload) or a single alert.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here (.md, .json or .html) instead of stdout.")] = None,
+    fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when the report reaches this severity: warning | critical.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Findings enriched with memory and LLM judgment.")] = None,
+    window: Annotated[str | None, typer.Option("--window", help="Time window of the log detectors, e.g. 5min.")] = None,
+    no_llm: Annotated[bool, typer.Option("--no-llm", help="Run without the LLM (marked degraded).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")] = False,
+) -> None:
+    """Triage logs (and metrics): detect, group, rank, recall similar incidents and the runbook, explain.
+
+    Exit codes: 0 done, 2 unusable input, 3 when --fail-on's severity is reached.
+    """
+    from agent.render import FORMATS, format_for_path, render
+
+    if not paths and metrics is None:
+        raise fail("give log PATHs and/or --metrics CSV")
+    if fmt is not None and fmt not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fail_on is not None and fail_on not in ("warning", "critical"):
+        raise fail(f"--fail-on must be 'warning' or 'critical', got {fail_on!r}")
+    report_fmt = fmt or (format_for_path(str(out)) if out is not None else "markdown")
+    alert_obj = _read_alert(alert) if alert is not None else None
+    settings = get_settings(
+        ctx,
+        logs={"format": log_format},
+        triage={"top_k": top_k, "window": window, "fail_on": fail_on},
+        llm={"backend": "none"} if no_llm else {},
+    )
+
+    from agent.triage import triage
+
+    show = not quiet
+    try:
+        if show:
+            with _Bars() as bars:
+                report = triage(paths or None, metrics, alert_obj, settings=settings, progress=bars.update)
+        else:
+            report = triage(paths or None, metrics, alert_obj, settings=settings)
+    except InputError as exc:
+        raise fail(str(exc), EXIT_INPUT) from exc
+
+    text = render(report, report_fmt)  # type: ignore[arg-type]
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"cannot write {out}: {exc}", 1) from exc
+    else:
+        typer.echo(text)
+    if show:
+        _summary(report, out)
+    threshold = settings.triage.fail_on
+    from agent.report import severity_at_least
+
+    if threshold is not None and severity_at_least(report.severity, threshold):
+        err_console.print(f"severity {report.severity} reaches --fail-on {threshold}: exit {EXIT_SEVERITY}")
+        raise typer.Exit(EXIT_SEVERITY)
+    raise typer.Exit(EXIT_OK)
+
+
+def _read_alert(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise fail(f"cannot read alert {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise fail(f"alert {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise fail(f"alert {path} must hold a JSON object (an Alertmanager payload or one alert)")
+    return data
+
+
+class _Bars:
+    """One rich progress bar per triage stage, on stderr."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.fields[msg]}"), TimeElapsedColumn(),
+            console=err_console, transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _Bars:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for task in self.tasks.values():
+            self.progress.update(task, completed=100)
+        self.progress.__exit__(None, None, None)
+
+    def update(self, stage: str, fraction: float, message: str) -> None:
+        if stage not in self.tasks:
+            for other in self.tasks.values():  # stages run in order: an earlier one is done
+                self.progress.update(other, completed=100)
+            self.tasks[stage] = self.progress.add_task(_STAGE_LABEL.get(stage, stage), total=100, msg="")
+        kw: dict[str, Any] = {"completed": max(0.0, min(fraction, 1.0)) * 100}
+        if message:
+            kw["msg"] = message
+        self.progress.update(self.tasks[stage], **kw)
+
+
+def _summary(report: Any, out: Path | None) -> None:
+    table = Table(title=f"Triage: [{_SEV_STYLE[report.severity]}]{report.severity.upper()}[/] "
+                        f"({len(report.findings)} findings, {report.total_seconds:.1f}s)", title_justify="left")
+    for col in ("#", "id", "severity", "span", "services", "what", "score", "verdict"):
+        table.add_column(col, overflow="fold")
+    for f in report.findings[:10]:
+        v = "-" if f.verdict is None else f"{'anomalous' if f.verdict.anomalous else 'normal'} {f.verdict.confidence:.2f}"
+        table.add_row(str(f.rank), f.id, f"[{_SEV_STYLE[f.severity]}]{f.severity}[/]",
+                      f"{f.start:%m-%d %H:%M}–{f.end:%H:%M}", ", ".join(f.services), f.title, f"{f.scores.total:.2f}", v)
+    err_console.print(table)
+    if report.degraded:
+        err_console.print("[yellow]degraded:[/yellow] " + "; ".join(f"{d.component} {d.name}: {d.reason}" for d in report.degraded))
+    if out is not None:
+        err_console.print(f"report written to {out}")

@@ -23,18 +23,20 @@ logger = logging.getLogger(__name__)
 
 # (tool name, pattern): a match selects the tool. Order = priority when more tools match than max_tools.
 RULES: tuple[tuple[str, str], ...] = (
-    ("run_triage", r"\b(triage|what'?s wrong|what is wrong|overall|full report|summari[sz]e (the )?(logs|incident))"),
+    ("run_triage", r"\b(triage|what'?s wrong|what is wrong|what went wrong|overall|full report|root cause|"
+                   r"summari[sz]e (the )?(logs|incident))"),
     ("new_templates", r"\b(new|first[- ]seen|never seen|novel|appear(ed|s)?|unusual|unseen) (log )?(message|template|"
-                      r"error|event|line|pattern)s?\b|\bnew (errors?|messages?)\b"),
-    ("top_templates", r"\b(top|most (common|frequent)|frequent|noisiest|dominat\w*|most often|how many)\b"),
+                      r"error|event|line|pattern|warning)s?\b|\bnew (errors?|messages?)\b|\bappeared\b"),
+    ("top_templates", r"\b(top|most (common|frequent)|frequent|noisiest|dominat\w*|most often|kinds? of (events?|"
+                      r"messages?))\b"),
     ("search_logs", r"\b(search|grep|find|show( me)?|lines? (with|containing|mentioning)|mention\w*|contain\w*|"
-                    r"error|exception|timeout|fail\w*|refused|denied|crash\w*)\b|\"[^\"]+\"|'[^']+'"),
-    ("detect_metric_anomalies", r"\b(metric|latency|cpu|memory|disk|throughput|error[- ]rate|p9\d|saturat\w*|"
+                    r"say about|exception|timeout|refused|denied|crash\w*)\b|\"[^\"]+\"|'[^']+'"),
+    ("detect_metric_anomalies", r"\b(metrics?|latency|cpu|memory|disk|throughput|error[- ]rate|p9\d|saturat\w*|"
                                 r"spike\w*|jump\w*|rose|rise|drop\w*|slow\w*)\b"),
-    ("similar_incidents", r"\b(seen (this|it) before|before|similar|past|previous|history|recurr\w*|again|"
-                          r"postmortem|happened)\b"),
+    ("similar_incidents", r"\b(seen (this|it|that) before|happened before|similar|past|previous|earlier|history|"
+                          r"recurr\w*|again|postmortem|outage|incidents?)\b"),
     ("runbook_for_alert", r"\b(runbook|how (do|should|can) (i|we) (fix|resolve|mitigate)|what should (i|we) do|"
-                          r"remediat\w*|mitigat\w*|next steps?|alert)\b|\b[A-Z][a-z]+(?:[A-Z][a-z0-9]+){2,}\b"),
+                          r"remediat\w*|mitigat\w*|next steps?|alert)\b"),
     ("parse_logs", r"\b(parse|format|how many (lines|events)|which (files|sources)|overview|templates? count)\b"),
 )
 
@@ -43,7 +45,7 @@ _STOP = set(
     "do does did have has had i we you it this that these those what why how when where which who whom whose "
     "there their our my your me us show find search lines line logs log messages message any all some please "
     "can could would should will tell see seen happen happened before after during since until last jump spike "
-    "errors error".split()
+    "errors error say says said about wrong why did going went".split()
 )
 _CAMEL = re.compile(r"\b[A-Z][a-z]+(?:[A-Z][a-z0-9]+){2,}\b")
 _ISO = re.compile(r"\b\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(?::\d{2})?\b")
@@ -61,7 +63,8 @@ class TimeRange:
 
 
 def extract_time_range(question: str, around_minutes: int = 15) -> TimeRange:
-    """Times in ``question``: two = a range; one = ``around_minutes`` either side; "last N min" = end-relative."""
+    """Times in ``question``: two = a range; "after/since T" = from T; "before/until T" = up to T; one = ``around_minutes``
+    either side; "last N minutes" = relative to the end of the data."""
     last = _LAST.search(question)
     if last:
         unit = last.group(2).lower()[0]
@@ -76,6 +79,11 @@ def extract_time_range(question: str, around_minutes: int = 15) -> TimeRange:
     if len(found) >= 2:
         return TimeRange(start=found[0], end=found[1])
     if len(found) == 1:
+        lowered = question.lower()
+        if re.search(r"\b(after|since|starting|from)\s+(about\s+|around\s+)?(\d|\w+\s+\d)", lowered):
+            return TimeRange(start=found[0], end=None)
+        if re.search(r"\b(before|until|up to|till)\s+(about\s+|around\s+)?\d", lowered):
+            return TimeRange(start=None, end=found[0])
         return TimeRange(start=_shift(found[0], -around_minutes), end=_shift(found[0], around_minutes))
     return TimeRange(start=None, end=None)
 
@@ -120,7 +128,7 @@ class ToolRouter:
         min_similarity: cosine similarity above which a tool is picked on meaning alone.
     """
 
-    def __init__(self, embedder: Any = None, max_tools: int = 3, min_similarity: float = 0.45):
+    def __init__(self, embedder: Any = None, max_tools: int = 3, min_similarity: float = 0.4):
         self.embedder = embedder
         self.max_tools = max_tools
         self.min_similarity = min_similarity
@@ -142,12 +150,14 @@ class ToolRouter:
         """Names of the tools to call, in call order."""
         names = {t.name for t in tools}
         picked = [name for name, pattern in RULES if name in names and re.search(pattern, question, re.I)]
+        if "runbook_for_alert" in names and "runbook_for_alert" not in picked and extract_alert_name(question):
+            picked.append("runbook_for_alert")  # an alert name (CamelCase) in the question
         sims = self.similarities(question, tools)
         ranked = sorted(sims.items(), key=lambda kv: -kv[1])
         for name, sim in ranked:
             if sim >= self.min_similarity and name not in picked:
                 picked.append(name)
-        if not picked and ranked and ranked[0][1] >= self.min_similarity / 2:
+        if not picked and ranked and ranked[0][1] >= self.min_similarity / 2:  # nothing else: the closest tool
             picked.append(ranked[0][0])
         if len(picked) > self.max_tools:
             # Keep the rule order, but let similarity decide which ones to keep.

@@ -92,6 +92,7 @@ class TriageSettings(_Section):
     min_strength: float = Field(0.6, ge=0.5, le=1.0, description="Hits weaker than this (0.5 = at threshold) are dropped")
     max_findings: int = Field(20, ge=1, le=200, description="Findings kept in the report (the top_k are enriched)")
     incidents_k: int = Field(3, ge=0, le=20, description="Similar incidents retrieved per enriched finding")
+    metric_robust_k: float = Field(5.0, gt=0.0, description="Metric rows flagged above median + k robust SDs of the batch's scores")
 
 
 class ServerSettings(_Section):

@@ -133,7 +133,7 @@ def _title(templates: list[TemplateEvidence], mets: list[MetricEvidence]) -> str
         parts.append(f"error templates rising in {', '.join(comps[:3])}" if comps else "error templates rising")
     elif templates:
         parts.append(f"unusual log volume: {_short(templates[0].template, 50)}")
-    moved = [m for m in mets if m.drove][:3]
+    moved = _moved(mets)[:3]
     if moved:
         parts.append(", ".join(f"{m.channel} {'up' if (m.change or 0) >= 0 else 'down'}" for m in moved))
     return "; ".join(parts) or "anomaly"
@@ -164,7 +164,7 @@ def compose_explanation(f: Finding) -> Explanation:
             f"({t.count:,} lines in the span vs {t.baseline_per_window:.1f} per window elsewhere)."
         )
         ids += [x.id for x in risen[:3]]
-    moved = [m for m in f.metrics if m.drove]
+    moved = _moved(f.metrics)
     if moved:
         parts = []
         for m in moved[:4]:
@@ -181,6 +181,12 @@ def compose_explanation(f: Finding) -> Explanation:
         ids += [d.id for d in f.detectors[:4]]
     return Explanation(text=" ".join(sentences) or f"Anomalous activity between {span}.",
                        evidence_ids=list(dict.fromkeys(ids)), source="template")
+
+
+def _moved(mets: list[MetricEvidence]) -> list[MetricEvidence]:
+    """Channels that drove the detector, largest change first (a channel the detector blamed but whose mean did not
+    move still counts, after the ones that did)."""
+    return sorted((m for m in mets if m.drove), key=lambda m: -abs(m.change or 0.0))
 
 
 def _num(v: float | None) -> str:

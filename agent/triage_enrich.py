@@ -63,7 +63,7 @@ def open_store(settings: Any) -> Any:
     """Open the configured incident store (raises when it is unavailable)."""
     from tools.store import IncidentStore
 
-    return IncidentStore.open(settings)
+    return IncidentStore.from_settings(settings)
 
 
 @dataclass
@@ -111,6 +111,8 @@ def retrieve(
             rb = _search_runbook(store, finding_query(findings[0]))
         else:
             rb = None
+        if isinstance(rb, list | tuple):
+            rb = rb[0] if rb else None
         if rb is not None:
             mem.runbook = _runbook_ref(rb)
             mem.runbook_for = [findings[0].id] if findings else []
@@ -125,8 +127,7 @@ def _search_runbook(store: Any, query: str) -> Any:
     for name in ("search_runbooks", "runbooks_search", "similar_runbooks"):
         fn = getattr(store, name, None)
         if fn is not None:
-            res = fn(query, k=1)
-            return res[0] if res else None
+            return fn(query, k=1)
     return None
 
 
@@ -151,7 +152,7 @@ def _runbook_ref(r: Any) -> RunbookRef:
                 steps.append(RunbookStep(id=f"R1.S{len(steps) + 1}", section=str(name).title(), text=t[:800]))
     return RunbookRef(
         id="R1", runbook_id=str(_get(rb, "id")), title=str(_get(rb, "title", default=_get(rb, "id"))),
-        source=_get(rb, "source", "url", "path"), score=float(_get(r, "score", default=0.0) or 0.0), why=_why(r),
+        source=_get(rb, "url", default=None) or _get(rb, "source", "path", default=None) or None, score=float(_get(r, "score", default=0.0) or 0.0), why=_why(r),
         steps=steps,
     )
 

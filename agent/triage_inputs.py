@@ -145,7 +145,9 @@ class _Accumulator:
         self.n_without_ts = 0
 
     def add(self, chunk: pd.DataFrame) -> None:
-        ts = pd.to_datetime(chunk["timestamp"], errors="coerce")
+        ts = pd.to_datetime(chunk["timestamp"], errors="coerce", utc=False)
+        if isinstance(ts.dtype, pd.DatetimeTZDtype):
+            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
         ok = ts.notna().to_numpy()
         self.n_without_ts += int((~ok).sum())
         if not ok.any():
@@ -292,7 +294,6 @@ def run_log_detectors(
 
 
 MIN_FIT_WINDOWS = 6
-MIN_FIT_ROWS = 30
 MAX_FLAGGED_SHARE = 0.5
 """Anomalies are rare: a model that flags more than this share of the rows it judges does not fit the batch
 (e.g. PCA learned from too few windows), and its output is set aside with a degraded flag."""
@@ -316,17 +317,47 @@ def _plausible(folds: list[Any], name: str, degraded: list[DegradedFlag]) -> lis
 def load_metrics(metrics: Path | str | pd.DataFrame) -> tuple[pd.DataFrame, str, list[str]]:
     """The metrics as a DataFrame (DatetimeIndex x numeric channels), its name, and reader notes."""
     if isinstance(metrics, pd.DataFrame):
-        return metrics, "<DataFrame>", []
+        return _naive_utc(metrics), "<DataFrame>", []
     from tools import metrics_io
 
     df, report = metrics_io.read_metrics(Path(metrics))
-    return df, str(metrics), [f"metrics: {line}" for line in report.lines()[1:]]
+    return _naive_utc(df), str(metrics), [f"metrics: {line}" for line in report.lines()[1:]]
+
+
+def _naive_utc(df: pd.DataFrame) -> pd.DataFrame:
+    """Times are compared as naive UTC throughout the triage (log formats rarely carry a zone)."""
+    if isinstance(df.index, pd.DatetimeIndex) and df.index.tz is not None:
+        df = df.copy()
+        df.index = df.index.tz_convert("UTC").tz_localize(None)
+    return df
+
+
+def robust_threshold(scores: pd.Series, k: float) -> tuple[float, float]:
+    """``(median + k * 1.4826 * MAD, median)`` of the finite ``scores`` (``k`` robust standard deviations)."""
+    v = scores.to_numpy(dtype="float64")
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("inf"), 0.0
+    med = float(np.median(v))
+    scale = 1.4826 * float(np.median(np.abs(v - med)))
+    if scale <= 1e-12:
+        scale = float(np.std(v)) or 1.0
+    return med + k * scale, med
 
 
 def run_metric_detector(
     df: pd.DataFrame, settings: Settings, degraded: list[DegradedFlag], tick: Callable[[str, float, str], None]
 ) -> tuple[list[Hit], list[str]]:
-    """Cross-fit the configured metric detector (``auto``) on the batch's metrics, explain each flagged span."""
+    """Fit the configured metric detector (``auto``) on the batch's metrics, score the same rows, and flag the
+    rows whose score is a robust outlier among the batch's scores (``settings.triage.metric_robust_k`` robust
+    standard deviations above the median score). Then explain each flagged span by channel.
+
+    Why not the detector's own ``threshold_`` here: it is a high quantile of its training scores, and in a batch
+    the training rows *are* the batch, incident included, so it would sit inside the incident. Why not cross-fitting
+    as for logs: service metrics drift (traffic ramps, disks filling slowly), so a model of the first part of the
+    batch calls the whole rest anomalous. A robust rule on the in-sample scores is immune to both as long as
+    anomalous rows are a minority.
+    """
     from detectors import get_detector
 
     name = settings.detectors.metric_detector
@@ -334,11 +365,13 @@ def run_metric_detector(
     numeric = df.select_dtypes(include="number")
     hits: list[Hit] = []
     try:
-        params = _params(name, settings)
+        det = get_detector(name, **_params(name, settings))
+        det.fit(numeric)
+        scores = det.score(numeric)
+        th, med = robust_threshold(scores, settings.triage.metric_robust_k)
         step = _step(numeric.index)
-        folds = crossfit_scores(lambda: get_detector(name, **params), numeric, len(numeric),
-                                settings.triage.baseline_fraction, MIN_FIT_ROWS)
-        for scores, th, med, det in _plausible(folds, name, degraded):
+        folds = _plausible([(scores, th, med, det)], name, degraded)
+        for scores, th, med, det in folds:
             for h in hits_from_scores(scores, th, detector=name, source="metric", step=step, max_gap=2, median=med):
                 if h.strength < settings.triage.min_strength:
                     continue

@@ -7,7 +7,7 @@ Scoring (each component in 0..1; documented here because the report shows them):
   score ``m``: ``0.5 + 0.5 * tanh((s - th) / (th - m))`` (scale-free; 0.5 at the threshold). A group's strength
   combines its detectors by noisy-OR (``1 - prod(1 - s_i)``), so independent detectors that agree rank higher.
 - **severity**: from the log levels of the group's templates inside the span (FATAL/CRITICAL/ERROR 1.0,
-  WARN 0.5, others 0) weighted by counts, and from the largest metric change ``tanh(|z| / 6)``; the max of both.
+  WARN 0.5, others 0) weighted by counts, and from the largest metric change ``tanh(|z| / 10)``; the max of both.
 - **novelty**: the share of the group's templates never seen before its span (first occurrence inside it).
 - **total** = 0.45 strength + 0.30 severity + 0.25 novelty; after the LLM judged a finding: 0.8 total + 0.2 llm.
 """
@@ -199,7 +199,7 @@ def score_group(
         weighted += n * LEVEL_WEIGHT.get((level_of(t) or "").upper(), 0.0)
     level_sev = float(weighted / total) if total else 0.0
     changes = [abs(z) for z in (metric_change(c) for c in group.channels) if z is not None and math.isfinite(z)]
-    metric_sev = float(math.tanh(max(changes) / 6.0)) if changes else 0.0
+    metric_sev = float(math.tanh(max(changes) / 10.0)) if changes else 0.0
     severity = max(level_sev, metric_sev)
 
     new = [t for t in tids if (fs := first_seen(t)) is not None and fs >= group.start]

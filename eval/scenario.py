@@ -332,8 +332,10 @@ _INCIDENTS: list[dict[str, object]] = [
                    "archive_command had been failing since a credential rotation, so WAL segments were never "
                    "removed. Writes failed with 'No space left on device'; payments saw 503s from checkout.",
         "services": ["checkout", "payments"],
-        "symptoms": ["could not write to file pg_wal: No space left on device", "order failed: database write timeout",
-                     "checkout_latency_p95_ms", "checkout_error_rate", "db_disk_used_pct", "NodeFilesystemSpaceFillingUp"],
+        "symptoms": {"templates": ["could not write to file <*> No space left on device",
+                                   "order <*> failed: database write timeout after <*> ms"],
+                     "metrics": ["checkout_latency_p95_ms", "checkout_error_rate", "db_disk_used_pct"],
+                     "alerts": ["NodeFilesystemSpaceFillingUp"]},
         "root_cause": "WAL archiving failed after a storage credential rotation; old WAL segments accumulated on the data volume.",
         "resolution": "Fixed the archiver credentials, let PostgreSQL recycle WAL, grew the volume by 50%, added an alert on WAL size.",
         "severity": "critical", "started_at": "2026-08-14T02:12:00Z", "resolved_at": "2026-08-14T02:53:00Z",
@@ -342,7 +344,7 @@ _INCIDENTS: list[dict[str, object]] = [
     {
         "id": "INC-2026-0902", "title": "Payment authorizations failing at one provider",
         "summary": "About 30% of card payments failed for 25 minutes because one payment provider returned timeouts.",
-        "services": ["payments"], "symptoms": ["payment authorization failed: provider timeout", "PaymentsProviderErrors"],
+        "services": ["payments"], "symptoms": {"templates": ["payment <*> authorization failed: provider timeout"], "alerts": ["PaymentsProviderErrors"]},
         "root_cause": "Provider-side outage.", "resolution": "Switched traffic to the second provider with the feature flag.",
         "severity": "critical", "started_at": "2026-09-02T16:40:00Z", "resolved_at": "2026-09-02T17:05:00Z",
         "links": [], "tags": ["payments", "third-party"], "source": "examples",
@@ -351,7 +353,7 @@ _INCIDENTS: list[dict[str, object]] = [
         "id": "INC-2026-0917", "title": "Inventory cache stampede after deploy",
         "summary": "A deploy of inventory flushed its cache; the cold cache sent every read to the database and "
                    "inventory latency reached 4 s for ten minutes.",
-        "services": ["inventory"], "symptoms": ["inventory_latency_p95_ms", "cache hit ratio dropped"],
+        "services": ["inventory"], "symptoms": {"templates": ["cache hit ratio <*>"], "metrics": ["inventory_latency_p95_ms"]},
         "root_cause": "Cache warm-up was disabled in the new release.", "resolution": "Re-enabled warm-up before readiness.",
         "severity": "warning", "started_at": "2026-09-17T10:05:00Z", "resolved_at": "2026-09-17T10:20:00Z",
         "links": [], "tags": ["deploy", "cache"], "source": "examples",
@@ -359,7 +361,7 @@ _INCIDENTS: list[dict[str, object]] = [
     {
         "id": "INC-2026-1003", "title": "Gateway TLS certificate expired",
         "summary": "Mobile clients could not connect for 12 minutes after the gateway certificate expired.",
-        "services": ["gateway"], "symptoms": ["TLS handshake error: certificate has expired", "TLSCertificateExpiringSoon"],
+        "services": ["gateway"], "symptoms": {"templates": ["TLS handshake error: certificate has expired"], "alerts": ["TLSCertificateExpiringSoon"]},
         "root_cause": "cert-manager renewal failed silently on a DNS challenge.", "resolution": "Renewed manually; fixed the DNS credentials.",
         "severity": "critical", "started_at": "2026-10-03T07:00:00Z", "resolved_at": "2026-10-03T07:12:00Z",
         "links": [], "tags": ["tls", "gateway"], "source": "examples",
@@ -367,7 +369,8 @@ _INCIDENTS: list[dict[str, object]] = [
     {
         "id": "INC-2026-1021", "title": "Checkout slow under a marketing traffic peak",
         "summary": "Checkout latency tripled during a campaign; the connection pool was exhausted while CPU was fine.",
-        "services": ["checkout"], "symptoms": ["slow request POST /orders", "checkout_latency_p95_ms", "pool 20/20"],
+        "services": ["checkout"], "symptoms": {"templates": ["slow request POST <*> took <*> ms", "query ok in <*> ms (pool <*>/<*>)"],
+                                         "metrics": ["checkout_latency_p95_ms"], "alerts": ["CheckoutHighLatency"]},
         "root_cause": "Connection pool too small for the peak.", "resolution": "Scaled checkout out and raised the pool size.",
         "severity": "warning", "started_at": "2026-10-21T19:00:00Z", "resolved_at": "2026-10-21T19:40:00Z",
         "links": [], "tags": ["capacity"], "source": "examples",

@@ -143,6 +143,7 @@ def triage(
 
     with run.stage("report"):
         report = _assemble(run, findings, memory, judged, alert_ref, inputs, logdata, mdf, detectors_ran)
+    report.timings.append(StageTiming(stage="report", seconds=round(run.timings["report"], 4)))
     return report
 
 

@@ -97,7 +97,7 @@ def line_chart(
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
         segments: list[list[str]] = [[]]
-        for t, v in zip(s.timestamps, s.values):
+        for t, v in zip(s.timestamps, s.values, strict=False):
             if v is None or not math.isfinite(v):
                 if segments[-1]:
                     segments.append([])

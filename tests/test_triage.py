@@ -1,0 +1,266 @@
+"""The triage pipeline on the example scenario (incident first) and in each degraded mode."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from agent.report import TriageReport
+from agent.settings import Settings, load_settings
+from agent.triage import triage
+from eval import scenario
+from tools.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+LOGS = [EXAMPLES / "logs"]
+METRICS = EXAMPLES / "metrics.csv"
+
+
+def _settings(tmp: Path, **over: Any) -> Settings:
+    base: dict[str, Any] = {"data_dir": str(tmp), "llm": {"backend": "none"}, "store": {"path": str(tmp / "no-store")}}
+    for k, v in over.items():
+        base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
+    return load_settings(overrides=base)
+
+
+def _overlaps(report_finding: Any, start: Any, end: Any) -> bool:
+    return report_finding.start < end and report_finding.end > start
+
+
+@pytest.fixture(scope="module")
+def base_report(tmp_path_factory: pytest.TempPathFactory) -> TriageReport:
+    tmp = tmp_path_factory.mktemp("triage")
+    alert = json.loads((EXAMPLES / "alert.json").read_text())
+    return triage(LOGS, METRICS, alert, settings=_settings(tmp))
+
+
+def _flags(report: TriageReport) -> dict[str, str]:
+    return {f"{d.component}:{d.name}": d.reason for d in report.degraded}
+
+
+def test_incident_ranked_first_and_explained(base_report: TriageReport) -> None:
+    r = base_report
+    assert r.findings, "no findings"
+    top = r.findings[0]
+    assert top.rank == 1
+    assert _overlaps(top, scenario.INCIDENT_START, scenario.INCIDENT_END)
+    assert r.severity == "critical" and top.severity == "critical"
+    assert "checkout" in top.services
+    new_errors = [t for t in top.templates if t.is_new and t.level == "ERROR"]
+    assert len(new_errors) >= 2
+    drove = {m.channel for m in top.metrics if m.drove}
+    assert {"checkout_latency_p95_ms", "checkout_error_rate"} & drove
+    # Why: the explanation cites the new templates and the metrics, and every cited id exists in the report.
+    assert any(t.id in top.explanation.evidence_ids for t in new_errors)
+    assert set(top.explanation.evidence_ids) <= r.evidence_ids()
+    assert {d.detector for d in top.detectors} >= {"new_template", "auto"}
+    # The decoy (a benign deploy at 12:40) is found too, but ranks below.
+    others = [f for f in r.findings[1:] if not _overlaps(f, scenario.INCIDENT_START, scenario.INCIDENT_END)]
+    assert all(f.scores.total < top.scores.total for f in others)
+
+
+def test_report_carries_alert_inputs_timings_and_plots(base_report: TriageReport) -> None:
+    r = base_report
+    assert r.alert is not None and r.alert.name == "NodeFilesystemSpaceFillingUp" and r.alert.service == "checkout"
+    assert r.inputs.lines_read == sum(1 for p in (EXAMPLES / "logs").glob("*.log") for _ in p.open())
+    assert r.inputs.metric_rows == 240 and "checkout_latency_p95_ms" in r.inputs.metric_channels
+    stages = {t.stage for t in r.timings}
+    assert {"parse", "log_detectors", "metrics", "rank", "report"} <= stages
+    assert r.timeline.metrics and r.timeline.template_counts and r.timeline.spans
+    assert all(len(s.timestamps) == len(s.values) <= 400 for s in r.timeline.metrics)
+    assert "new_template" in r.versions.detectors and "auto" in r.versions.detectors
+
+
+def test_no_secret_reaches_the_report(base_report: TriageReport) -> None:
+    text = base_report.model_dump_json()
+    assert "eyJhbGciOiJIUzI1NiJ9" not in text  # the bearer token planted in the payments errors
+
+
+def test_llm_disabled_and_store_missing_are_degraded_not_broken(base_report: TriageReport) -> None:
+    flags = _flags(base_report)
+    assert "llm:llm" in flags
+    assert any(k.startswith("store:") for k in flags)
+    assert all(f.verdict is None for f in base_report.findings)
+    assert base_report.runbook is None and base_report.similar_incidents == []
+
+
+def test_no_metrics_is_flagged(tmp_path: Path) -> None:
+    r = triage(LOGS, None, settings=_settings(tmp_path))
+    assert "metrics:metrics" in _flags(r)
+    assert r.findings and _overlaps(r.findings[0], scenario.INCIDENT_START, scenario.INCIDENT_END)
+
+
+def test_failing_detectors_leave_flags(tmp_path: Path) -> None:
+    # A metrics frame too short for the metric detector, and a log detector that does not exist.
+    short = pd.DataFrame({"latency": [1.0, 2.0, 3.0]}, index=pd.date_range("2026-11-02 14:00", periods=3, freq="min"))
+    s = _settings(tmp_path, triage={"log_detectors": ["new_template", "no_such_detector"]})
+    r = triage(LOGS, short, settings=s)
+    flags = _flags(r)
+    assert "detector:auto" in flags and "detector:no_such_detector" in flags
+    assert r.findings, "the log detectors that ran still produce findings"
+    assert r.versions.detectors == ["new_template"]
+
+
+def test_unusable_logs_with_usable_metrics(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    r = triage([empty], METRICS, settings=_settings(tmp_path))
+    assert "logs:logs" in _flags(r)
+    assert r.findings and _overlaps(r.findings[0], scenario.INCIDENT_START, scenario.INCIDENT_END)
+    assert all(not f.templates for f in r.findings)
+
+
+def test_nothing_usable_raises_input_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    with pytest.raises(InputError, match="nothing usable"):
+        triage([empty], None, settings=_settings(tmp_path))
+    with pytest.raises(InputError):
+        triage([tmp_path / "missing.log"], tmp_path / "missing.csv", settings=_settings(tmp_path))
+    with pytest.raises(InputError, match="no logs and no metrics"):
+        triage(None, None, settings=_settings(tmp_path))
+
+
+def test_logs_without_timestamps_are_unusable(tmp_path: Path) -> None:
+    p = tmp_path / "plain.log"
+    p.write_text("".join(f"INFO: worker {i % 7} finished job {i}\n" for i in range(200)))
+    with pytest.raises(InputError, match="detect the log format"):
+        triage([p], None, settings=_settings(tmp_path))
+    with pytest.raises(InputError, match="timestamp"):
+        triage([p], None, settings=_settings(tmp_path, logs={"format": "<Level>: <Content>"}))
+
+
+def test_quiet_batch_gives_no_critical_finding(tmp_path: Path) -> None:
+    # Normal traffic only: the first 100 minutes of the scenario (before the deploy and the incident).
+    src = (EXAMPLES / "logs" / "checkout.log").read_text().splitlines()
+    quiet = [ln for ln in src if ln[11:16] < "12:30"]
+    p = tmp_path / "quiet.log"
+    p.write_text("\n".join(quiet) + "\n")
+    r = triage([p], None, settings=_settings(tmp_path))
+    assert r.severity != "critical"
+    assert all(f.severity != "critical" for f in r.findings)
+
+
+def test_progress_callback_sees_every_stage(tmp_path: Path) -> None:
+    seen: list[tuple[str, float]] = []
+    triage(LOGS, None, settings=_settings(tmp_path), progress=lambda st, fr, msg: seen.append((st, fr)))
+    stages = [s for s, _ in seen]
+    for stage in ("parse", "log_detectors", "rank", "report"):
+        assert (stage, 0.0) in seen and (stage, 1.0) in seen, stage
+    assert stages.index("parse") < stages.index("log_detectors") < stages.index("rank")
+    # A broken progress callback never breaks the triage.
+    triage(LOGS, None, settings=_settings(tmp_path), progress=lambda *a: 1 / 0)
+
+
+@pytest.fixture
+def stalling_server() -> Iterator[str]:
+    """A real TCP server on loopback that accepts connections and never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+                conns.append(c)
+            except OSError:
+                continue
+
+    th = threading.Thread(target=accept, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{srv.getsockname()[1]}/v1"
+    stop.set()
+    th.join(2)
+    for c in conns:
+        c.close()
+    srv.close()
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_llm_down_is_degraded(tmp_path: Path) -> None:
+    s = _settings(tmp_path, llm={"backend": "openai", "base_url": f"http://127.0.0.1:{_closed_port()}/v1",
+                                 "model": "m", "timeout_s": 2.0, "max_retries": 0})
+    t0 = time.monotonic()
+    r = triage(LOGS, None, settings=s)
+    assert any(d.component == "llm" for d in r.degraded)
+    assert r.findings and all(f.verdict is None for f in r.findings)
+    assert time.monotonic() - t0 < 60
+
+
+def test_llm_slow_is_cut_by_the_budget(tmp_path: Path, stalling_server: str) -> None:
+    pytest.importorskip("agent.llm")
+    s = _settings(tmp_path, llm={"backend": "openai", "base_url": stalling_server, "model": "m", "timeout_s": 30.0,
+                                 "max_retries": 0}, triage={"llm_budget_s": 2.0})
+    r = triage(LOGS, None, settings=s)
+    llm_time = next(t.seconds for t in r.timings if t.stage == "llm")
+    assert llm_time < 2.0 + 3.0, f"the triage waited {llm_time:.1f}s on a stalled LLM"
+    assert any(d.component == "llm" for d in r.degraded)
+    assert r.findings and all(f.verdict is None for f in r.findings)
+
+
+# ---- ranking helpers on hand-built input -------------------------------------------------------------------------
+def test_spans_from_scores_and_strength() -> None:
+    from agent.triage_rank import hit_strength, spans_from_scores
+
+    idx = pd.date_range("2026-01-01", periods=10, freq="5min")
+    s = pd.Series([0, 0, 5, 6, np.nan, 0, 0, 0, 7, 0], index=idx, dtype="float64")
+    spans = spans_from_scores(s, 1.0, pd.Timedelta("5min"), max_gap=1)
+    assert [(a, b, p) for a, b, p in spans] == [
+        (idx[2], idx[3] + pd.Timedelta("5min"), 6.0), (idx[8], idx[8] + pd.Timedelta("5min"), 7.0)]
+    assert spans_from_scores(s, 1.0, pd.Timedelta("5min"), max_gap=4)[0][1] == idx[8] + pd.Timedelta("5min")
+    assert hit_strength(1.0, 1.0, 0.0) == pytest.approx(0.5)
+    assert hit_strength(10.0, 1.0, 0.0) > 0.99
+    assert hit_strength(float("nan"), 1.0, 0.0) == 0.0
+
+
+def test_group_and_score() -> None:
+    from agent.triage_rank import Hit, group_hits, score_group
+
+    t = pd.Timestamp("2026-01-01 10:00")
+    m = pd.Timedelta("5min")
+    hits = [
+        Hit("log", "new_template", t, t + m, 9, 0.9, template_ids=["a"]),
+        Hit("metric", "auto", t + m, t + 3 * m, 5, 0.8, channels=["lat"], contributions={"lat": 1.0}),
+        Hit("log", "template_spike", t + 10 * m, t + 11 * m, 3, 0.7, template_ids=["b"]),
+    ]
+    groups = group_hits(hits, tolerance=m)
+    assert [len(g.hits) for g in groups] == [2, 1]
+    sc = score_group(groups[0], level_of=lambda _: "ERROR", first_seen=lambda _: t, count_in_span=lambda _: 4,
+                     metric_change=lambda _: 20.0)
+    assert sc.strength == pytest.approx(1 - 0.1 * 0.2)  # two detectors agree: noisy-OR
+    assert sc.severity == pytest.approx(1.0, abs=0.05) and sc.novelty == 1.0
+    sc2 = score_group(groups[1], level_of=lambda _: "INFO", first_seen=lambda _: None, count_in_span=lambda _: 4,
+                      metric_change=lambda _: None)
+    assert sc2.severity == 0.0 and sc2.novelty == 0.0 and sc2.total < sc.total
+
+
+def test_driving_templates() -> None:
+    from agent.triage_rank import driving_templates
+
+    idx = pd.date_range("2026-01-01", periods=20, freq="5min")
+    counts = pd.DataFrame({"steady": [10] * 20, "burst": [1] * 20, "new": [0] * 20}, index=idx)
+    counts.loc[idx[10:12], "burst"] = 30
+    counts.loc[idx[10:12], "new"] = 2
+    got = driving_templates(counts, idx[10], idx[12])
+    assert got[0] == "new" and "burst" in got and "steady" not in got

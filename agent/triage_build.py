@@ -22,6 +22,7 @@ from agent.report import (
 )
 from agent.triage_inputs import LogData
 from agent.triage_rank import (
+    LEVEL_WEIGHT,
     Group,
     GroupScores,
     finding_severity,
@@ -57,11 +58,14 @@ def build_finding(
     templates: list[TemplateEvidence] = []
     services: dict[str, None] = {}
     if logs is not None:
-        tids = sorted(g.template_ids, key=lambda t: -logs.count_in(t, g.start, g.end))[:MAX_TEMPLATES_PER_FINDING]
+        # New templates first, then the most severe levels, then the busiest.
+        tids = sorted(g.template_ids, key=lambda t: (t not in sc.new_templates,
+                                                     -LEVEL_WEIGHT.get((logs.levels.get(t) or "").upper(), 0.0),
+                                                     -logs.count_in(t, g.start, g.end)))[:MAX_TEMPLATES_PER_FINDING]
         n_line = 0
         for i, t in enumerate(tids, 1):
             samples = []
-            for src, line_no, ts, text in logs.samples_in(t, g.start, g.end, n=2 if i <= 3 else 1):
+            for src, line_no, ts, text, _ in logs.samples_in(t, g.start, g.end, n=2 if i <= 3 else 1):
                 n_line += 1
                 samples.append(SampleLine(id=f"{fid}.L{n_line}", source=src, line_no=line_no,
                                           timestamp=_dt(ts), text=redact(text)[:1000]))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from agent.report import DegradedFlag
 from agent.settings import Settings
-from agent.triage_rank import MAX_CHANNELS_PER_HIT, Hit, driving_templates, hits_from_scores
+from agent.triage_rank import LEVEL_WEIGHT, MAX_CHANNELS_PER_HIT, Hit, driving_templates, hits_from_scores
 from tools.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -64,11 +64,14 @@ class LogData:
         return float(self.counts.loc[outside, template_id].mean()) if outside.any() else 0.0
 
     def samples_in(self, template_id: str, start: pd.Timestamp, end: pd.Timestamp, n: int = 2) -> list[tuple]:
+        """Up to ``n`` kept lines of the template inside [start, end), the most severe level first, then in time.
+
+        Each sample is ``(source, line_no, timestamp, text, level)``.
+        """
         out: list[tuple] = []
         for ws in self.counts.index[(self.counts.index >= start) & (self.counts.index < end)]:
             out.extend(self.samples.get((template_id, pd.Timestamp(ws)), []))
-            if len(out) >= n:
-                break
+        out.sort(key=lambda x: (-LEVEL_WEIGHT.get(x[4], 0.0), x[2]))
         return out[:n]
 
 
@@ -172,15 +175,17 @@ class _Accumulator:
                 vc = pd.DataFrame({"tid": tid.to_numpy(), "v": ev[col].astype(str).to_numpy()}).value_counts()
                 for (t, v), n in vc.items():
                     target[(t, v)] = target.get((t, v), 0) + int(n)
-        # Bounded sample lines: the first SAMPLES_PER_CELL events of every (template, window) cell.
-        keep = pd.DataFrame({"tid": tid.to_numpy(), "ws": ws.to_numpy()}).groupby(["tid", "ws"], sort=False).cumcount()
+        # Bounded sample lines: the first SAMPLES_PER_CELL events of every (template, window, level) cell, so a
+        # template that mixes INFO and ERROR lines keeps examples of both.
+        lv = ev["level"].astype(str).str.upper().to_numpy() if "level" in ev else np.full(len(ev), "")
+        keep = pd.DataFrame({"tid": tid.to_numpy(), "ws": ws.to_numpy(), "lv": lv}).groupby(
+            ["tid", "ws", "lv"], sort=False).cumcount()
         sel = (keep < SAMPLES_PER_CELL).to_numpy()
         sub = ev.loc[sel]
         src = sub["source"].astype(str) if "source" in sub else pd.Series("", index=sub.index)
-        for t, w, s, ln, tsv, txt in zip(tid[sel], ws[sel], src, sub["line_no"], ts[sel], _line_text(sub), strict=False):
-            cell = self.samples.setdefault((t, pd.Timestamp(w)), [])
-            if len(cell) < SAMPLES_PER_CELL:
-                cell.append((s or None, _int(ln), pd.Timestamp(tsv), txt))
+        for t, w, s, ln, tsv, txt, lvl in zip(tid[sel], ws[sel], src, sub["line_no"], ts[sel], _line_text(sub), lv[sel],
+                                             strict=False):
+            self.samples.setdefault((t, pd.Timestamp(w)), []).append((s or None, _int(ln), pd.Timestamp(tsv), txt, lvl))
 
     def finish(self, stats: dict[str, Any], sources: list[str]) -> LogData:
         cells = pd.concat(self.cells).groupby(level=[0, 1]).sum()

@@ -55,7 +55,7 @@ def line_chart(
 
     Missing values (None) break the line. Returns the ``<svg>`` element as a string.
     """
-    left, right, top, bottom = 56, 12, 22, 26
+    left, right, top, bottom = 56, 24, 22, 26
     pw, ph = width - left - right, height - top - bottom
     span_s = max((t1 - t0).total_seconds(), 1.0)
     finite = [v for s in series for v in s.values if v is not None and math.isfinite(v)]

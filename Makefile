@@ -20,8 +20,16 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The demo: the example store is (re)built from examples/ (idempotent upserts), then one triage of the example
+# scenario with the embedded LLM writes Markdown, HTML and JSON reports under $(DEMO_DIR).
+DEMO_DIR := .anomalist/demo
 demo: setup
-	$(BIN)/anomalist parse examples/logs
+	$(BIN)/anomalist --data-dir $(DEMO_DIR) incidents import examples/incidents.jsonl
+	$(BIN)/anomalist --data-dir $(DEMO_DIR) runbooks import examples/runbooks
+	$(BIN)/anomalist --data-dir $(DEMO_DIR) triage examples/logs --metrics examples/metrics.csv \
+		--alert examples/alert.json --out $(DEMO_DIR)/report.md --out $(DEMO_DIR)/report.html \
+		--out $(DEMO_DIR)/report.json
+	@echo "open $(DEMO_DIR)/report.html (or read $(DEMO_DIR)/report.md)"
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

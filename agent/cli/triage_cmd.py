@@ -37,7 +37,7 @@ def triage_command(
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="Report format: markdown | json | html (default: from --out, else markdown).")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="Log format preset or custom header format; default: detect.")] = None,
     alert: Annotated[Path | None, typer.Option("--alert", help="Alertmanager webhook JSON (v4 payload) or a single alert.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here (.md, .json or .html) instead of stdout.")] = None,
+    out: Annotated[list[Path] | None, typer.Option("--out", "-o", help="Write the report here (.md, .json or .html; repeat for several) instead of stdout.")] = None,
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when the report reaches this severity: warning | critical.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Findings enriched with memory and LLM judgment.")] = None,
     window: Annotated[str | None, typer.Option("--window", help="Time window of the log detectors, e.g. 5min.")] = None,
@@ -56,7 +56,7 @@ def triage_command(
         raise fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fail_on is not None and fail_on not in ("warning", "critical"):
         raise fail(f"--fail-on must be 'warning' or 'critical', got {fail_on!r}")
-    report_fmt = fmt or (format_for_path(str(out)) if out is not None else "markdown")
+    outs = list(out or [])
     alert_obj = _read_alert(alert) if alert is not None else None
     settings = get_settings(
         ctx,
@@ -77,17 +77,17 @@ def triage_command(
     except InputError as exc:
         raise fail(str(exc), EXIT_INPUT) from exc
 
-    text = render(report, report_fmt)  # type: ignore[arg-type]
-    if out is not None:
+    if not outs:
+        typer.echo(render(report, fmt or "markdown"))  # type: ignore[arg-type]
+    for path in outs:
+        text = render(report, fmt or format_for_path(str(path)))  # type: ignore[arg-type]
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise fail(f"cannot write {out}: {exc}", 1) from exc
-    else:
-        typer.echo(text)
+            raise fail(f"cannot write {path}: {exc}", 1) from exc
     if show:
-        _summary(report, out)
+        _summary(report, outs)
     threshold = settings.triage.fail_on
     from agent.report import severity_at_least
 
@@ -139,7 +139,7 @@ class _Bars:
         self.progress.update(self.tasks[stage], **kw)
 
 
-def _summary(report: Any, out: Path | None) -> None:
+def _summary(report: Any, outs: list[Path]) -> None:
     table = Table(title=f"Triage: [{_SEV_STYLE[report.severity]}]{report.severity.upper()}[/] "
                         f"({len(report.findings)} findings, {report.total_seconds:.1f}s)", title_justify="left")
     for col in ("#", "id", "severity", "span", "services", "what", "score", "verdict"):
@@ -151,5 +151,15 @@ def _summary(report: Any, out: Path | None) -> None:
     err_console.print(table)
     if report.degraded:
         err_console.print("[yellow]degraded:[/yellow] " + "; ".join(f"{d.component} {d.name}: {d.reason}" for d in report.degraded))
-    if out is not None:
-        err_console.print(f"report written to {out}")
+    if report.findings:
+        top = report.findings[0]
+        err_console.print(f"[bold]Top finding {top.id}[/bold]: {top.title}", markup=True, highlight=False)
+        err_console.print(f"why: {top.explanation.text}", markup=False, highlight=False)
+        if top.similar_incident_ids:
+            inc = next(i for i in report.similar_incidents if i.id == top.similar_incident_ids[0])
+            err_console.print(f"seen before: {inc.incident_id} {inc.title} (score {inc.score:.2f})", markup=False)
+        if top.runbook_id and report.runbook is not None:
+            steps = "; ".join(s.text for s in report.runbook.steps[:3])
+            err_console.print(f"runbook: {report.runbook.title}: {steps}", markup=False, highlight=False)
+    for path in outs:
+        err_console.print(f"report written to {path}", markup=False)

@@ -11,7 +11,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
@@ -121,6 +121,8 @@ class ChatAgent:
         llm_callbacks: Sequence[Any] = (),
         max_conversations: int | None = None,
         model: BaseChatModel | None = None,
+        llm: Any = None,
+        on_report: Callable[[Any], Any] | None = None,
     ) -> ChatAgent:
         """The agent with the real model and tools.
 
@@ -132,6 +134,8 @@ class ChatAgent:
             llm_callbacks: callbacks attached to every turn.
             max_conversations: conversations kept (default: ``settings.server.max_conversations``).
             model: a chat model to use instead of the configured one.
+            llm: an ``agent.llm.LLMService`` for ``run_triage`` to share (None = triage builds its own).
+            on_report: called with each report ``run_triage`` produces (the service stores them).
         """
         from agent.chat.toolset import build_toolset
 
@@ -145,6 +149,8 @@ class ChatAgent:
             logs=logs if logs is not None else dict(settings.server.sources),
             metrics=metrics if metrics is not None else dict(settings.server.metrics_sources),
             store=store,
+            llm=llm,
+            on_report=on_report,
         )
         router = None
         if not supports:

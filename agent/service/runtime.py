@@ -19,7 +19,7 @@ import pandas as pd
 from langchain_core.callbacks import BaseCallbackHandler
 
 from agent.report import TriageReport
-from agent.service.alerts import Alert, AlertLedger, resolve_service, slack_blocks
+from agent.service.alerts import SERVICE_LABELS, Alert, AlertLedger, resolve_service, slack_blocks
 from agent.service.jobs import Job, JobManager
 from agent.service.metrics import ServiceMetrics
 from agent.service.reports import ReportStore
@@ -116,13 +116,14 @@ class ServiceRuntime:
 
     def chat_agent(self) -> Any:
         """The shared chat agent over the configured sources (built on first use)."""
+        store, llm = self.store(), self.llm_service()  # outside the lock: these take it themselves
         with self._lock:
             if self._chat is None:
                 from agent.chat.agent import ChatAgent
 
                 self._chat = ChatAgent.from_settings(
-                    self.settings, store=self._store, llm_callbacks=[self.llm_counter],
-                    max_conversations=self.settings.server.max_conversations,
+                    self.settings, store=store, llm=llm, llm_callbacks=[self.llm_counter],
+                    max_conversations=self.settings.server.max_conversations, on_report=self.reports.save,
                 )
             return self._chat
 
@@ -216,8 +217,12 @@ class ServiceRuntime:
             try:
                 report = self.run_triage("alert", logs, metrics, alert_dict)
             except InputError as exc:
-                self.ledger.record("failed", alert, job_id=job.id, service=service, error=str(exc))
-                return {"status": "failed", "error": str(exc), "error_kind": "input",
+                reason = str(exc)
+                if not configured:
+                    reason = (f"no log or metric sources are configured for service {service!r} (server.sources / "
+                              f"server.metrics_sources; labels tried: {', '.join(SERVICE_LABELS)}): {exc}")
+                self.ledger.record("failed", alert, job_id=job.id, service=service, error=reason)
+                return {"status": "failed", "error": reason, "error_kind": "input",
                         "detail": {**job.detail, "service": service, "configured": configured}}
             self.ledger.record("report", alert, job_id=job.id, report_id=report.id, service=service,
                                severity=report.severity)

@@ -16,8 +16,10 @@ What it adds to plain drain3, all by general rules:
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
+from collections.abc import Callable
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,27 @@ from drain3.drain import Drain, LogCluster
 from drain3.template_miner_config import TemplateMinerConfig
 
 from tools.errors import InputError
-from tools.masking import WILDCARD, Masker, canonical
+from tools.masking import (
+    WILDCARD,
+    ZERO_DIGIT_BYTES,
+    ZERO_DIGITS,
+    Masker,
+    apply_spans,
+    canonical,
+    shape_key,
+    template_regex,
+    variable_spans,
+)
 
 logger = logging.getLogger(__name__)
 
 DRAIN_MASK = "<#>"  # how a masked variable looks to Drain: a constant token, so it counts as similar
+
+
+def _no_params(content: str) -> tuple[str, ...]:
+    return ()
+
+
 STATE_KIND = "anomalist-parser-state"
 STATE_VERSION = 1
 
@@ -76,6 +94,8 @@ class _MaskAwareDrain(Drain):
                     both_masked += 1
                 else:
                     sim += 1
+            elif t1.isalpha() and t2.isalpha():
+                return 0.0, params  # two different words: a different event (see LogParser, word variants)
         if include_params:
             sim += params
         denom = n - both_masked
@@ -106,6 +126,8 @@ class LogParser:
         cache_size: Bound on the masked-content cache.
         mask_aware: Mask-aware similarity (see module docstring); False = plain drain3 similarity.
         merge: Merge clusters whose canonical templates become identical.
+        word_variants: Two messages that differ in a word (letters only) are different events, until more than
+            this many words occur at that position of otherwise equal templates: then it is a variable.
     """
 
     def __init__(
@@ -117,6 +139,7 @@ class LogParser:
         cache_size: int = 200_000,
         mask_aware: bool = True,
         merge: bool = True,
+        word_variants: int = 3,
     ) -> None:
         self.depth = depth
         self.sim_th = sim_th
@@ -125,6 +148,7 @@ class LogParser:
         self.cache_size = cache_size
         self.mask_aware = mask_aware
         self.merge = merge
+        self.word_variants = word_variants
         self._miner: TemplateMiner | None = None
 
     # -- set-up -------------------------------------------------------------------------------------------
@@ -144,7 +168,11 @@ class LogParser:
                     param_str=old.param_str, parametrize_numeric_tokens=old.parametrize_numeric_tokens,
                 )
             self._masker = Masker()
-            self._cache: dict[str, int] = {}
+            self._cache: dict[bytes, tuple[tuple[int, ...], dict[str, int]]] = {}
+            self._param_spans: dict[tuple[bytes, str], Callable[[str], Any]] = {}
+            self._hits = 0
+            self._variants: dict[str, dict[str, int]] = {}
+            self._id_to_cluster = self._miner.drain.id_to_cluster
             self._alias: dict[int, int] = {}
             self._text_to_id: dict[str, int] = {}
             self._texts: dict[int, tuple[tuple[str, ...], str]] = {}
@@ -164,30 +192,60 @@ class LogParser:
 
     def add(self, content: str) -> int:
         """Mine one message (header already removed); returns its template id."""
-        miner = self._miner or self._ensure()
-        masked = self._masker.mask(content)
-        cid = self._cache.get(masked)
-        if cid is None or (self.max_clusters is not None and cid not in miner.drain.id_to_cluster):
-            cid = self._mine(masked)
-        elif self.max_clusters is not None:
-            miner.drain.id_to_cluster[cid]  # touch: keep hot clusters out of LRU eviction
+        return self.add_keyed(content)[0]
+
+    def add_keyed(self, content: str) -> tuple[int, bytes]:
+        """Mine one message; returns its template id and its shape (digits zeroed; a key for :meth:`params`).
+
+        The fast path: messages whose shape was seen before (with the same digits outside masked variables) reuse
+        the cluster found then, without masking or Drain.
+        """
+        if self._miner is None:
+            self._ensure()
+        shape = content.encode("utf-8", "surrogatepass").translate(ZERO_DIGIT_BYTES)
+        entry = self._cache.get(shape)
+        cid: int | None = None
+        if entry is not None:
+            positions, by_digits = entry
+            cid = by_digits.get("".join([content[i] for i in positions]) if positions else "")
+            if cid is not None and self.max_clusters is not None:
+                self._hits += 1
+                if not self._hits & 63:  # now and then: keep hot clusters out of Drain's LRU eviction
+                    if cid in self._id_to_cluster:
+                        self._id_to_cluster[cid]
+                    else:
+                        cid = None
+        if cid is None:
+            cid = self._mine(content, shape)
         tid = self._alias.get(cid, cid)
-        self.counts[tid] = self.counts.get(tid, 0) + 1
-        return tid
+        counts = self.counts
+        counts[tid] = counts.get(tid, 0) + 1
+        return tid, shape
 
     def add_many(self, contents: list[str]) -> list[int]:
         """Mine several messages; same as ``[add(c) for c in contents]``."""
         add = self.add
         return [add(c) for c in contents]
 
-    def _mine(self, masked: str) -> int:
+    def _mine(self, content: str, key: bytes) -> int:
         miner = self.miner
+        shape = content.translate(ZERO_DIGITS)
+        spans = variable_spans(shape)
+        masked = self._masker.canonical(apply_spans(content, spans))
         drain_in = masked.replace(WILDCARD, DRAIN_MASK) if self.mask_aware else masked
         result = miner.add_log_message(drain_in)
         cid = int(result["cluster_id"])
+        # digits outside the masked spans are constant text: they are part of the cache key
+        covered = set()
+        for a, b in spans:
+            covered.update(range(a, b))
+        positions = tuple(i for i, ch in enumerate(shape) if ch == "0" and i not in covered)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()  # rare; simpler and as good as LRU for a stream of repeating templates
-        self._cache[masked] = cid
+        entry = self._cache.setdefault(key, (positions, {}))
+        entry[1]["".join([content[i] for i in positions]) if positions else ""] = cid
+        if result["change_type"] != "none" and self.word_variants and cid not in self._alias:
+            self._register_word_variants(cid)
         if self.merge and result["change_type"] != "none" and cid not in self._alias:
             text = self._cluster_text(cid)
             target = self._text_to_id.get(text)
@@ -199,6 +257,69 @@ class LogParser:
             else:
                 self._text_to_id[text] = cid
         return cid
+
+    def _register_word_variants(self, cid: int) -> None:
+        """Word-variant clusters: same tokens but one word. Few distinct words there = different events (kept
+        apart, e.g. ``Link ok`` / ``Link error``); once more than ``word_variants`` words occur at that position it
+        is a variable (user names, hosts): the variants merge into the oldest and that position becomes ``<*>``."""
+        drain = self.miner.drain
+        cluster = drain.id_to_cluster.get(cid)
+        if cluster is None:
+            return
+        tokens = cluster.log_template_tokens
+        for i, tok in enumerate(tokens):
+            if i == 0 or not tok.isalpha():  # a message's first word names the event (boot / halt / wait ...)
+                continue
+            sig = "\x1f".join((*tokens[:i], "\x00", *tokens[i + 1:]))
+            members = self._variants.setdefault(sig, {})
+            members.setdefault(tok, cid)
+            if len(members) <= self.word_variants:
+                continue
+            live = [c for c in members.values() if c in drain.id_to_cluster]
+            if not live:
+                continue
+            target = min(self._alias.get(c, c) for c in live)
+            tc = drain.id_to_cluster.get(target)
+            if tc is not None and tc.log_template_tokens[i] != drain.param_str and len(tc.log_template_tokens) > i:
+                new = list(tc.log_template_tokens)
+                new[i] = drain.param_str
+                tc.log_template_tokens = tuple(new)
+                self._text_to_id.setdefault(self._cluster_text(target), target)
+            for c in live:
+                if c != target:
+                    self._set_alias(c, target)
+
+    def _set_alias(self, cid: int, target: int) -> None:
+        self._alias[cid] = target
+        for k, v in list(self._alias.items()):
+            if v == cid:
+                self._alias[k] = target
+        for k in list(self.counts):
+            if k == cid:
+                self.counts[target] = self.counts.get(target, 0) + self.counts.pop(k)
+
+    def params(self, template_id: int, content: str) -> list[str]:
+        """The values of the template's variables in ``content``."""
+        return self.params_of(self.template(template_id), content, None)
+
+    def params_of(self, template: str, content: str, shape: bytes | None) -> list[str]:
+        """The values of ``template``'s variables in ``content`` (slicing cached per shape and template)."""
+        if WILDCARD not in template:
+            return []
+        if shape is None:
+            shape = shape_key(content)
+        key = (shape, template)
+        getter = self._param_spans.get(key)
+        if getter is None:
+            pat = template_regex(template)
+            m = pat.match(content) if pat is not None else None
+            spans = [slice(*m.span(g)) for g in range(1, (m.lastindex or 0) + 1)] if m else []
+            # itemgetter of slices cuts every value in one C call; a single value still comes back as a list
+            getter = itemgetter(*spans, slice(0, 0)) if spans else _no_params
+            if len(self._param_spans) >= self.cache_size:
+                self._param_spans.clear()
+            self._param_spans[key] = getter
+        return list(getter(content))[:-1] if getter is not _no_params else []
 
     def _cluster_text(self, cid: int) -> str:
         cluster = self.miner.drain.id_to_cluster.get(cid)
@@ -249,7 +370,7 @@ class LogParser:
             "config": {
                 "depth": self.depth, "sim_th": self.sim_th, "max_children": self.max_children,
                 "max_clusters": self.max_clusters, "cache_size": self.cache_size,
-                "mask_aware": self.mask_aware, "merge": self.merge,
+                "mask_aware": self.mask_aware, "merge": self.merge, "word_variants": self.word_variants,
             },
             "clusters_counter": miner.drain.clusters_counter,
             "clusters": clusters,

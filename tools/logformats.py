@@ -419,22 +419,32 @@ def to_timestamps(fmt: LogFormat, parts: Sequence[pd.Series], *, year: int | Non
     n = len(parts[0]) if parts else 0
     if fmt.ts_kind == "none" or not parts:
         return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
-    text = parts[0].astype(str)
-    for extra in parts[1:]:
-        text = text + " " + extra.astype(str)
+    cols = [[v if isinstance(v, str) else "" for v in p.tolist()] for p in parts]
+    text = pd.Series(cols[0] if len(cols) == 1 else [" ".join(t) for t in zip(*cols)], dtype=object)
+    # Logs repeat timestamps (many lines per second): convert each distinct text once.
+    codes, uniques = pd.factorize(text)
+    conv = _convert(fmt, pd.Series(uniques, dtype=object), year)
+    out = conv.to_numpy()[codes]
+    out[codes < 0] = np.datetime64("NaT")
+    return pd.Series(out, dtype="datetime64[ns]")
+
+
+def _convert(fmt: LogFormat, text: pd.Series, year: int | None) -> pd.Series:
     if fmt.ts_kind == "epoch":
         num = pd.to_numeric(text, errors="coerce")
-        return pd.to_datetime(num, unit="s", errors="coerce")
+        return pd.to_datetime(num, unit="s", errors="coerce").astype("datetime64[ns]")
     if fmt.ts_kind == "iso":
-        cleaned = text.str.replace(",", ".", regex=False).str.strip()
+        cleaned = text.astype(str).str.replace(",", ".", regex=False).str.strip()
         ts = pd.to_datetime(cleaned, errors="coerce", utc=True, format="ISO8601")
         if ts.isna().all() and len(cleaned):
             ts = pd.to_datetime(cleaned, errors="coerce", utc=True, format="mixed")
-        return ts.dt.tz_convert(None)
-    assert fmt.ts_format is not None
+        return ts.dt.tz_convert(None).astype("datetime64[ns]")
+    if fmt.ts_format is None:
+        raise ValueError(f"format {fmt.name} has strptime timestamps but no ts_format")
     form = fmt.ts_format
+    text = text.astype(str)
     if fmt.ts_needs_year:
         y = year or datetime.now(timezone.utc).year
         text = f"{y} " + text.str.replace(r"\s+", " ", regex=True)
         form = "%Y " + form
-    return pd.to_datetime(text, format=form, errors="coerce")
+    return pd.to_datetime(text, format=form, errors="coerce").astype("datetime64[ns]")

@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tools import logformats
 from tools.drain_parser import LogParser
 from tools.errors import InputError
 from tools.logformats import LogFormat
-from tools.logread import STDIN, Block, ReadStats, expand_sources, iter_blocks
-from tools.masking import extract_params
+from tools.logread import Block, ReadStats, expand_sources, iter_blocks
 
-__all__ = ["LogParser", "ParsedLogs", "ReadStats", "iter_parsed", "parse_logs", "EVENT_COLUMNS"]
+__all__ = ["LogParser", "ParseStream", "ParsedLogs", "ReadStats", "iter_parsed", "parse_logs", "EVENT_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class _Pending:
     first: list[str] = field(default_factory=list)
     extra: dict[int, list[str]] = field(default_factory=dict)  # event index -> continuation lines
     tid: list[int] = field(default_factory=list)
+    shape: list[bytes] = field(default_factory=list)
     parsed: list[bool] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)
 
@@ -64,11 +65,11 @@ class _Pending:
     def split(self, n: int) -> _Pending:
         """Remove and return the first ``n`` events."""
         head = _Pending(self.source[:n], self.line_no[:n], self.header[:n], self.first[:n],
-                        {k: v for k, v in self.extra.items() if k < n}, self.tid[:n], self.parsed[:n],
-                        self.truncated[:n])
+                        {k: v for k, v in self.extra.items() if k < n}, self.tid[:n], self.shape[:n],
+                        self.parsed[:n], self.truncated[:n])
         self.source, self.line_no, self.header = self.source[n:], self.line_no[n:], self.header[n:]
-        self.first, self.tid, self.parsed, self.truncated = self.first[n:], self.tid[n:], self.parsed[n:], \
-            self.truncated[n:]
+        self.first, self.tid, self.shape = self.first[n:], self.tid[n:], self.shape[n:]
+        self.parsed, self.truncated = self.parsed[n:], self.truncated[n:]
         self.extra = {k - n: v for k, v in self.extra.items() if k >= n}
         return head
 
@@ -117,7 +118,7 @@ def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats:
               ) -> Iterator[_Pending]:
     """The hot loop: one regex match per line, continuation joining, one cache lookup per event."""
     pend = _Pending()
-    add = parser.add
+    add = parser.add_keyed
     is_json = fmt.kind == "jsonl"
     match = fmt.regex.match
     ci = fmt.regex.groupindex["Content"]
@@ -157,7 +158,9 @@ def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats:
             pend.line_no.append(ln0 + i)
             pend.header.append(header)
             pend.first.append(content)
-            pend.tid.append(add(content))
+            tid, shape = add(content)
+            pend.tid.append(tid)
+            pend.shape.append(shape)
             pend.parsed.append(parsed)
             pend.truncated.append(i in trunc)
             have_prev = parsed or have_prev
@@ -168,53 +171,74 @@ def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats:
         yield pend
 
 
+def _obj(values: Sequence[object]) -> pd.Series:
+    # object dtype: no copy into Arrow strings (pandas 3 default), which would cost more than the parsing
+    return pd.Series(values, dtype=object)
+
+
+def _level_column(raw: pd.Series, pri: bool) -> np.ndarray:
+    if pri:
+        return logformats.syslog_level(raw).to_numpy()
+    uniq = {v for v in raw.tolist() if isinstance(v, str)}
+    table = {}
+    for v in uniq:
+        key = v.strip().upper()
+        table[v] = _LEVELS.get(key, key)
+    return raw.map(table).to_numpy(dtype=object)
+
+
 def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, with_params: bool) -> pd.DataFrame:
     n = len(pend)
-    stats_fields = fmt.fields if fmt.kind != "jsonl" else ("Timestamp", "Level", "Component", "Content")
-    names = list(fmt.regex.groupindex) if fmt.kind != "jsonl" else list(stats_fields)
-    empty: tuple[None, ...] = (None,) * len(names)
-    cols = list(zip(*[h if h is not None else empty for h in pend.header])) if n else [() for _ in names]
     if fmt.kind == "jsonl":
+        names = ["Timestamp", "Level", "Component", "Content"]
         index = {name: k for k, name in enumerate(names)}
+        width = len(names)
     else:
+        names = list(fmt.regex.groupindex)
         index = {name: k - 1 for name, k in fmt.regex.groupindex.items()}
         width = fmt.regex.groups
-        empty = (None,) * width
-        cols = list(zip(*[h if h is not None else empty for h in pend.header])) if n else [() for _ in range(width)]
-    by_name = {name: pd.Series(cols[index[name]], dtype=object) for name in names}
-    contents = [f if k not in pend.extra else "\n".join([f, *pend.extra[k]]) for k, f in enumerate(pend.first)]
+    empty = (None,) * width
+    cols = list(zip(*[h if h is not None else empty for h in pend.header])) if n else [() for _ in range(width)]
+    by_name = {name: _obj(cols[index[name]]) for name in names}
+    extra = pend.extra
+    contents = pend.first if not extra else [
+        f if k not in extra else "\n".join([f, *extra[k]]) for k, f in enumerate(pend.first)]
     texts = {tid: parser.template(tid) for tid in set(pend.tid)}
     templates = [texts[t] for t in pend.tid]
     df = pd.DataFrame({
-        "source": pd.Series(pend.source, dtype="category") if n else pd.Series([], dtype=object),
-        "line_no": pd.Series(pend.line_no, dtype="int64"),
+        "source": pd.Series(pend.source, dtype="category") if n else _obj([]),
+        "line_no": np.asarray(pend.line_no, dtype=np.int64),
     })
-    ts_parts = [by_name[f].fillna("") for f in fmt.ts_fields if f in by_name]
-    df["timestamp"] = logformats.to_timestamps(fmt, ts_parts, year=year).to_numpy() if n else pd.Series(
-        [], dtype="datetime64[ns]")
-    if fmt.level_field and fmt.level_field in by_name:
-        lv = by_name[fmt.level_field]
-        if fmt.level_field == "Pri":
-            df["level"] = logformats.syslog_level(lv).to_numpy()
-        else:
-            up = lv.str.strip().str.upper()
-            df["level"] = up.map(lambda x: _LEVELS.get(x, x) if isinstance(x, str) else None).to_numpy()
+    if n and fmt.ts_fields:
+        ts_parts = [by_name[f] for f in fmt.ts_fields if f in by_name]
+        df["timestamp"] = logformats.to_timestamps(fmt, ts_parts, year=year).to_numpy()
     else:
-        df["level"] = None
-    df["component"] = by_name[fmt.component_field].to_numpy() if fmt.component_field in by_name else None
-    df["template_id"] = pd.Series(pend.tid, dtype="int64")
-    df["template"] = templates
-    df["params"] = [extract_params(t, c) for t, c in zip(templates, pend.first)] if with_params else None
-    df["content"] = contents
-    df["parsed"] = pd.Series(pend.parsed, dtype=bool)
-    df["truncated"] = pd.Series(pend.truncated, dtype=bool)
-    df["n_lines"] = pd.Series([1 + len(pend.extra.get(k, ())) for k in range(n)], dtype="int64")
+        df["timestamp"] = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    if fmt.level_field and fmt.level_field in by_name:
+        df["level"] = _level_column(by_name[fmt.level_field], fmt.level_field == "Pri")
+    else:
+        df["level"] = _obj([None] * n)
+    df["component"] = by_name[fmt.component_field] if fmt.component_field in by_name else _obj([None] * n)
+    df["template_id"] = np.asarray(pend.tid, dtype=np.int64)
+    df["template"] = _obj(templates)
+    if with_params:
+        params = parser.params_of
+        df["params"] = _obj([params(t, c, k) for t, c, k in zip(templates, pend.first, pend.shape)])
+    else:
+        df["params"] = _obj([None] * n)
+    df["content"] = _obj(contents)
+    df["parsed"] = np.asarray(pend.parsed, dtype=bool)
+    df["truncated"] = np.asarray(pend.truncated, dtype=bool)
+    n_lines = np.ones(n, dtype=np.int64)
+    for k, more in extra.items():
+        n_lines[k] += len(more)
+    df["n_lines"] = n_lines
     skip = {"Content", "Empty", fmt.level_field, fmt.component_field}
     for name in names:
         if name not in skip:
             col = _snake(name)
             if col not in df.columns:
-                df[col] = by_name[name].to_numpy()
+                df[col] = by_name[name]
     return df
 
 
@@ -225,6 +249,66 @@ def _check_usable(stats: ReadStats, sources: Sequence[str]) -> None:
         if stats.lines_read == 0:
             raise InputError(f"empty input: no lines read from {what}" + (f" ({why})" if why else ""))
         raise InputError(f"no log events in {what}: all {stats.lines_read} lines are blank")
+
+
+class ParseStream:
+    """An iterable over parsed DataFrame chunks that keeps the parser, the stats and the chosen format.
+
+    Takes the arguments of :func:`iter_parsed`; iterate it once. After (or during) iteration, ``parser``,
+    ``stats``, ``format`` and ``format_detected`` tell what was used.
+    """
+
+    def __init__(
+        self,
+        sources: str | Path | Sequence[str | Path],
+        fmt: str | LogFormat | None = None,
+        *,
+        chunk_size: int = 100_000,
+        parser: LogParser | None = None,
+        stats: ReadStats | None = None,
+        max_line_bytes: int = 65536,
+        json_fields: dict[str, str] | None = None,
+        progress: ProgressFn | None = None,
+        with_params: bool = True,
+        year: int | None = None,
+    ) -> None:
+        self.sources = sources
+        self.fmt = fmt
+        self.chunk_size = chunk_size
+        self.parser = parser
+        self.stats = stats if stats is not None else ReadStats()
+        self.max_line_bytes = max_line_bytes
+        self.json_fields = json_fields
+        self.progress = progress
+        self.with_params = with_params
+        self.year = year
+        self.format: str | None = None
+        self.format_detected = False
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        stats = self.stats
+        files = expand_sources(self.sources)
+        blocks = _blocks(files, stats, self.max_line_bytes, self.progress)
+        chosen, buffered, rest = _choose_format(self.fmt, blocks, self.json_fields, stats)
+        self.format, self.format_detected = chosen.name, stats.format_detected
+        if self.parser is None:
+            self.parser = LogParser.for_format(chosen.drain_depth, chosen.drain_sim)
+        parser = self.parser
+
+        def _all() -> Iterator[Block]:
+            yield from buffered
+            yield from rest
+
+        for pend in _assemble(chosen, _all(), parser, stats, self.chunk_size):
+            stats.events += len(pend)
+            stats.parsed += sum(pend.parsed)
+            stats.unparsed += len(pend) - sum(pend.parsed)
+            stats.templates = parser.n_templates
+            yield _frame(chosen, pend, parser, self.year, self.with_params)
+        _check_usable(stats, files)
+        stats.templates = parser.n_templates
 
 
 def iter_parsed(
@@ -251,33 +335,15 @@ def iter_parsed(
         max_line_bytes: Longer lines are truncated and counted.
         json_fields: ``message`` / ``timestamp`` / ``level`` field names for ``jsonl``.
         progress: Called with the number of bytes of each block read.
-        with_params: Extract each event's parameter values (costs one regex match per event).
+        with_params: Extract each event's parameter values (costs one slicing per event).
         year: Year for timestamps of formats that have none (default: current year).
 
     Raises:
         InputError: unknown format, a named path that does not exist, or no usable input at all.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    stats = stats if stats is not None else ReadStats()
-    files = expand_sources(sources)
-    blocks = _blocks(files, stats, max_line_bytes, progress)
-    chosen, buffered, rest = _choose_format(fmt, blocks, json_fields, stats)
-    if parser is None:
-        parser = LogParser.for_format(chosen.drain_depth, chosen.drain_sim)
-
-    def _all() -> Iterator[Block]:
-        yield from buffered
-        yield from rest
-
-    for pend in _assemble(chosen, _all(), parser, stats, chunk_size):
-        stats.events += len(pend)
-        stats.parsed += sum(pend.parsed)
-        stats.unparsed += len(pend) - sum(pend.parsed)
-        stats.templates = parser.n_templates
-        yield _frame(chosen, pend, parser, year, with_params)
-    _check_usable(stats, files)
-    stats.templates = parser.n_templates
+    yield from ParseStream(sources, fmt, chunk_size=chunk_size, parser=parser, stats=stats,
+                           max_line_bytes=max_line_bytes, json_fields=json_fields, progress=progress,
+                           with_params=with_params, year=year)
 
 
 @dataclass
@@ -344,11 +410,14 @@ def parse_logs(
     events = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     if "source" in events.columns:
         events["source"] = events["source"].astype("category")
-    # Final templates: a template may have generalised after its first events were emitted.
+    # Final ids and templates: clusters may have merged, and templates generalised, after their first events.
+    events["template_id"] = events["template_id"].map(
+        {t: parser.resolve(t) for t in events["template_id"].unique().tolist()}).astype("int64")
     final = {tid: parser.template(tid) for tid in events["template_id"].unique().tolist()}
     events["template"] = events["template_id"].map(final)
     first_lines = events["content"].str.split("\n", n=1).str[0]
-    events["params"] = [extract_params(t, c) for t, c in zip(events["template"], first_lines)]
+    params = parser.params_of
+    events["params"] = _obj([params(t, c, None) for t, c in zip(events["template"].tolist(), first_lines.tolist())])
     stats.templates = len(final)
     if state_path is not None:
         parser.save(state_path)

@@ -49,6 +49,7 @@ def _no_params(content: str) -> tuple[str, ...]:
     return ()
 
 
+_VAR_KEY = "\x00var"
 STATE_KIND = "anomalist-parser-state"
 STATE_VERSION = 1
 
@@ -100,6 +101,19 @@ class _MaskAwareDrain(Drain):
             sim += params
         denom = n - both_masked
         return (sim / denom if denom else 1.0), params
+
+    def create_template(self, seq1, seq2):  # type: ignore[no-untyped-def]
+        """As Drain, but a differing ``key=value`` token keeps its key (``rhost=<*>``, not ``<*>``)."""
+        out = list(seq2)
+        param = self.param_str
+        for i, (t1, t2) in enumerate(zip(seq1, seq2)):
+            if t1 != t2:
+                k1, k2 = t1.find("="), t2.find("=")
+                if k1 > 0 and k1 == k2 and t1[:k1] == t2[:k1] and t1[:k1].isidentifier():
+                    out[i] = t1[: k1 + 1] + param
+                else:
+                    out[i] = param
+        return out
 
 
 def miner_config(depth: int, sim_th: float, max_children: int, max_clusters: int | None) -> TemplateMinerConfig:
@@ -267,26 +281,36 @@ class LogParser:
         if cluster is None:
             return
         tokens = cluster.log_template_tokens
+        param = drain.param_str
         for i, tok in enumerate(tokens):
-            if i == 0 or not tok.isalpha():  # a message's first word names the event (boot / halt / wait ...)
+            if i == 0:  # a message's first word names the event (boot / halt / wait ...)
+                continue
+            is_var = tok == DRAIN_MASK or tok == param
+            if not (is_var or tok.isalpha()):
                 continue
             sig = "\x1f".join((*tokens[:i], "\x00", *tokens[i + 1:]))
             members = self._variants.setdefault(sig, {})
-            members.setdefault(tok, cid)
-            if len(members) <= self.word_variants:
+            members.setdefault(_VAR_KEY if is_var else tok, cid)
+            var_cid = members.get(_VAR_KEY)
+            n_words = len(members) - (var_cid is not None)
+            # a variable already seen at this position, or many different words: the words are values
+            if n_words == 0 or (var_cid is None and n_words <= self.word_variants):
                 continue
             live = [c for c in members.values() if c in drain.id_to_cluster]
             if not live:
                 continue
-            target = min(self._alias.get(c, c) for c in live)
+            if var_cid is not None and var_cid in drain.id_to_cluster:
+                target = self._alias.get(var_cid, var_cid)
+            else:
+                target = min(self._alias.get(c, c) for c in live)
             tc = drain.id_to_cluster.get(target)
-            if tc is not None and tc.log_template_tokens[i] != drain.param_str and len(tc.log_template_tokens) > i:
+            if tc is not None and len(tc.log_template_tokens) > i and tc.log_template_tokens[i] not in (param, DRAIN_MASK):
                 new = list(tc.log_template_tokens)
-                new[i] = drain.param_str
+                new[i] = param
                 tc.log_template_tokens = tuple(new)
                 self._text_to_id.setdefault(self._cluster_text(target), target)
             for c in live:
-                if c != target:
+                if self._alias.get(c, c) != target:
                     self._set_alias(c, target)
 
     def _set_alias(self, cid: int, target: int) -> None:

@@ -127,10 +127,11 @@ def _loghub(
     needs_year: bool = False,
     depth: int = 4,
     sim: float = 0.5,
+    fields: dict[str, str] | None = None,
 ) -> LogFormat:
     return LogFormat(
         name=name,
-        regex=compile_header(fmt, literal=False),
+        regex=compile_header(fmt, literal=False, field_patterns=fields),
         fields=_fields_of(fmt),
         signature=compile_header(fmt, literal=False, field_patterns=sig),
         level_field=level,
@@ -215,6 +216,7 @@ def _build_presets() -> dict[str, LogFormat]:
                 ts_format="%y/%m/%d %H:%M:%S", depth=4, sim=0.5),
         _loghub("zookeeper", r"<Date> <Time> - <Level>  \[<Node>:<Component>@<Id>\] - <Content>",
                 {"Date": r"\d{4}-\d\d-\d\d", "Time": r"\d\d:\d\d:\d\d,\d+", "Level": r"[A-Z]+"},
+                fields={"Component": r"[^:@\]]+"},
                 level="Level", component="Component", ts=("Date", "Time"), ts_kind="strptime",
                 ts_format="%Y-%m-%d %H:%M:%S,%f", depth=4, sim=0.5),
         _loghub("bgl", "<Label> <Timestamp> <Date> <Node> <Time> <NodeRepeat> <Type> <Component> <Level> <Content>",

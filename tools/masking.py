@@ -18,6 +18,8 @@ WILDCARD = "<*>"
 _PD = r"\s,!;:=|\"'\[\](){}"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*"
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*"
+_TLDS = ("com|net|org|edu|gov|mil|int|io|info|biz|local|lan|internal|corp|cloud|dev|app|"
+         "uk|de|fr|jp|cn|hk|kr|ru|in|br|au|ca|nl|ch|se|it|es|eu|us|tw|sg")
 _VARIABLE_PATTERNS: tuple[str, ...] = (
     # date-times as one variable: ISO 8601, and "Sat Jun 18 02:08:10 2005" / "Jun 18 02:08:10 EDT 2005" styles
     r"(?<![A-Za-z0-9])\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?(?![A-Za-z0-9])",
@@ -27,6 +29,8 @@ _VARIABLE_PATTERNS: tuple[str, ...] = (
     r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>]+",  # URL
     rf"(?<![^{_PD}])(?:/[^{_PD}/]+)+/?(?![^{_PD}])",  # absolute path (also /ip)
     rf"(?<![^{_PD}])(?:[A-Za-z]:)?(?:\\[^{_PD}\\]+){{2,}}\\?(?![^{_PD}])",  # windows path
+    # host names: dotted labels ending in a common top-level domain, optionally with a port
+    rf"(?<![\w.-])(?:[A-Za-z0-9-]+\.)+(?:{_TLDS})(?::\d+)?(?![\w.-])",
     r"(?<![A-Za-z0-9])[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![A-Za-z0-9])",
     r"(?<![A-Za-z0-9])(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}(?![A-Za-z0-9])",  # MAC address
     r"(?<![A-Za-z0-9])0[xX][0-9a-fA-F]+(?![A-Za-z0-9])",  # 0x hex
@@ -34,7 +38,12 @@ _VARIABLE_PATTERNS: tuple[str, ...] = (
     r"(?<![A-Za-z0-9])(?:(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{6,}|[0-9a-fA-F]{8,})(?![A-Za-z0-9])",
     r'(?<==")[^"]+(?=")',  # a quoted value of a key="value" pair
     r"(?<![A-Za-z0-9.])[-+]?\d+(?:\.\d+)*(?![A-Za-z0-9])",  # integers, decimals, dotted numbers (IPs, versions)
-    r"(?<![A-Za-z0-9])(?i:true|false|null|none)(?![A-Za-z0-9])",  # booleans and null words
+    # quantities with a unit (126MB, 16K, 250ms, 80x25) and versions (v1.0.2)
+    r"(?<![A-Za-z0-9.])\d+(?:\.\d+)?(?:[kKMGTP]i?[Bb]?|[kKMGTP]bps|bytes?|ms|us|ns|sec|secs|s|min|mins|h|hrs|[kMG]?Hz|x\d+)"
+    r"(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9.])[vV]\d+(?:\.\d+)+(?![A-Za-z0-9])",
+    # booleans, null, and the user names the guidelines treat as variables
+    r"(?<![A-Za-z0-9])(?i:true|false|null|root|admin)(?![A-Za-z0-9])",
 )
 VARIABLE_REGEX = re.compile("|".join(f"(?:{p})" for p in _VARIABLE_PATTERNS))
 

@@ -1,1 +1,69 @@
-"""Numerical anomaly detectors behind one contract (fit / score / threshold_ / predict). No I/O, no LLM."""
+"""Numerical anomaly detectors behind one contract (fit / score / threshold_ / predict). No I/O, no LLM.
+
+Registry with lazy imports: nothing heavy (scikit-learn, torch) is imported until a detector class is requested,
+and torch only for the torch detectors.
+
+Time series (``kind="timeseries"``; input: DataFrame, rows = increasing time index, columns = numeric channels):
+  ``zscore``, ``iforest``, ``pca`` (classical baselines), ``ae``, ``vae``, ``diffusion``, ``usad`` (torch) and
+  ``auto`` (the triage default: a fixed, fast ensemble, see ``detectors.auto``).
+Logs (``kind="log"``): ``new_template``, ``template_spike``, ``count_pca``, ``count_iforest`` take the event-count
+  matrix (DataFrame windows × template ids); ``deeplog`` takes template-id sequences (a list or Series of lists).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from detectors.base import Detector
+
+_REGISTRY: dict[str, tuple[str, str, str]] = {
+    # name: (kind, module, class)
+    "zscore": ("timeseries", "detectors.classical", "ZScoreDetector"),
+    "iforest": ("timeseries", "detectors.classical", "IForestDetector"),
+    "pca": ("timeseries", "detectors.classical", "PCADetector"),
+    "ae": ("timeseries", "detectors.deep", "AEDetector"),
+    "vae": ("timeseries", "detectors.deep", "VAEDetector"),
+    "diffusion": ("timeseries", "detectors.diffusion", "DiffusionDetector"),
+    "usad": ("timeseries", "detectors.deep", "USADDetector"),
+    "auto": ("timeseries", "detectors.auto", "AutoDetector"),
+    "new_template": ("log", "detectors.logs", "NewTemplateDetector"),
+    "template_spike": ("log", "detectors.logs", "TemplateSpikeDetector"),
+    "count_pca": ("log", "detectors.logs", "CountPCADetector"),
+    "count_iforest": ("log", "detectors.logs", "CountIForestDetector"),
+    "deeplog": ("log", "detectors.deeplog", "DeepLogDetector"),
+}
+
+CLASSICAL = ("zscore", "iforest", "pca")
+
+
+def available(kind: Literal["timeseries", "log"] | None = None) -> list[str]:
+    """Registered detector names, optionally of one kind, in registry order."""
+    if kind not in (None, "timeseries", "log"):
+        raise ValueError(f"kind must be 'timeseries', 'log' or None, got {kind!r}")
+    return [name for name, (k, _, _) in _REGISTRY.items() if kind is None or k == kind]
+
+
+def detector_class(name: str) -> type[Detector]:
+    """The class registered under ``name`` (imports its module on first use)."""
+    try:
+        _, module, cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; available: {', '.join(_REGISTRY)}") from None
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def get_detector(name: str, **params: Any) -> Detector:
+    """A new, unfitted detector ``name`` built with ``params`` (unknown parameters raise ``TypeError``)."""
+    return detector_class(name)(**params)
+
+
+def load_detector(path: Any) -> Detector:
+    """Load any detector saved with ``Detector.save``."""
+    from detectors.base import Detector
+
+    return Detector.load(path)
+
+
+__all__ = ["CLASSICAL", "available", "detector_class", "get_detector", "load_detector"]

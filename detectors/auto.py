@@ -1,0 +1,233 @@
+"""``auto``: the triage default. A small, fixed, fast ensemble, the same for every dataset.
+
+Members (fixed here, not tuned per dataset):
+  * ``WindowKNN``: mean distance of each window of 20 rows to its 5 nearest training windows (a reference set of at
+    most 4,000 training windows taken at even strides). Nearest-neighbour distance on windows is among the
+    strongest simple multivariate detectors in recent benchmark studies (e.g. TSB-AD, NeurIPS 2024) and needs no
+    training beyond storing references.
+  * ``PCADetector`` on windows of 10 rows (reconstruction error), catching breaks of the cross-channel correlation.
+Each member's scores are normalised against its own training-score distribution (``(s - median) / (q99 - median)``,
+a robust, monotone rescaling that keeps the order of extreme scores, unlike a saturating rank) and the ensemble score
+is their mean. Windows shrink for short inputs (at most a quarter of the training rows), so the demo's few hundred
+rows work too; fit + score of one SMD machine (23.7k x 38) takes seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors._prep import Scaler, batches, spread_windows, train_val_split, windows
+from detectors.base import TimeSeriesDetector
+from detectors.classical import PCADetector, _Scaled
+from detectors.thresholds import ThresholdMethod
+
+
+class WindowKNN(_Scaled):
+    """Mean Euclidean distance of each window to its ``k`` nearest reference windows from training (not registered;
+    a member of ``auto``). Reference windows are taken at even strides over the training windows; with ``trim`` > 0,
+    references that are outliers among themselves are dropped (see ``_trim``), so anomalies inside the training data
+    do not vouch for similar anomalies later."""
+
+    name = "knn"
+
+    def __init__(
+        self,
+        window: int = 20,
+        k: int = 5,
+        n_refs: int = 4000,
+        trim: float = 0.1,
+        threshold: ThresholdMethod = "quantile",
+        threshold_q: float = 0.99,
+    ) -> None:
+        self.window = window
+        self.k = k
+        self.n_refs = n_refs
+        self.trim = trim
+        self.threshold = threshold
+        self.threshold_q = threshold_q
+
+    def _fit(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
+        self._check_window()
+        if self.k < 1 or self.n_refs < 1:
+            raise ValueError(f"k and n_refs must be >= 1, got {self.k} and {self.n_refs}")
+        self.scaler_ = Scaler.fit(a)
+        w = windows(self.scaler_.transform(a), self.window)
+        flat = w.reshape(len(w), -1)
+        n_ref = int(min(self.n_refs, max(1, len(flat) // 2)))
+        pick = np.unique(np.linspace(0, len(flat) - 1, n_ref).round().astype(np.int64))
+        self.refs_ = np.ascontiguousarray(flat[pick], dtype=np.float32)
+        if self.trim > 0 and len(pick) > 2 * self.k + 2:
+            pick = self._trim(pick)
+            self.refs_ = np.ascontiguousarray(flat[pick], dtype=np.float32)
+        # Training scores on the windows that are not references (so a window is never its own neighbour).
+        rest = np.setdiff1d(np.arange(len(flat)), pick)
+        held = flat[rest] if len(rest) else flat
+        return self._dist(held)[0]
+
+    def _trim(self, pick: np.ndarray) -> np.ndarray:
+        """Drop reference windows that are themselves outliers (robust to anomalies inside the training data).
+
+        Each reference is scored against the others outside its own time neighbourhood (|i - j| >= window, so
+        overlapping windows do not vouch for each other); references beyond median + 6 robust SDs of those scores
+        are dropped, at most a ``trim`` fraction of them.
+        """
+        r = self.refs_
+        rn = (r**2).sum(axis=1)
+        k = int(min(self.k, len(r) - 1))
+        self_scores = np.empty(len(r))
+        for sl in batches(len(r), 2048):
+            d2 = rn[sl, None] + rn[None, :] - 2.0 * (r[sl] @ r.T)
+            near = np.abs(pick[sl, None] - pick[None, :]) < self.window
+            d2[near] = np.inf
+            part = np.partition(d2, k - 1, axis=1)[:, :k]
+            self_scores[sl] = np.sqrt(np.maximum(np.where(np.isfinite(part), part, np.nan), 0.0)).mean(axis=1)
+        ok = np.isfinite(self_scores)
+        med = float(np.median(self_scores[ok]))
+        mad = 1.4826 * float(np.median(np.abs(self_scores[ok] - med)))
+        cut = max(med + 6.0 * mad, float(np.quantile(self_scores[ok], 1.0 - self.trim)))
+        keep = ~(ok & (self_scores > cut))
+        return pick[keep]
+
+    def _dist(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean distance to the k nearest references, index of the nearest reference) per query row."""
+        r = self.refs_
+        rn = (r.astype(np.float32) ** 2).sum(axis=1)
+        k = int(min(self.k, len(r)))
+        dist = np.empty(len(q), dtype=np.float64)
+        nearest = np.empty(len(q), dtype=np.int64)
+        for sl in batches(len(q), 2048):
+            qb = np.asarray(q[sl], dtype=np.float32)
+            d2 = (qb**2).sum(axis=1)[:, None] + rn[None, :] - 2.0 * (qb @ r.T)  # (B, R)
+            part = np.partition(d2, k - 1, axis=1)[:, :k]
+            dist[sl] = np.sqrt(np.maximum(part, 0.0)).mean(axis=1)
+            nearest[sl] = d2.argmin(axis=1)
+        return dist, nearest
+
+    def _score(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
+        w = windows(self.scaler_.transform(a), self.window)
+        d, _ = self._dist(w.reshape(len(w), -1))
+        return spread_windows(d, len(a), self.window)
+
+    def _channel_scores(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
+        w = windows(self.scaler_.transform(a), self.window)  # (N, W, C)
+        _, nearest = self._dist(w.reshape(len(w), -1))
+        diff = (w - self.refs_[nearest].reshape(w.shape)) ** 2  # per-cell squared gap to the nearest reference
+        return spread_windows(diff, len(a), self.window)
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"columns": self.columns_}, {**self._scaler_state(), "refs": self.refs_}
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.columns_ = list(meta["columns"])
+        self._load_scaler(arrays)
+        self.refs_ = arrays["refs"]
+
+
+# The fixed membership: (name, class, parameters). Changing it changes every published figure: document why.
+MEMBERS: tuple[tuple[str, type[_Scaled], dict[str, Any]], ...] = (
+    ("knn", WindowKNN, {"window": 20, "k": 5, "n_refs": 4000}),
+    ("pca", PCADetector, {"window": 10, "variance": 0.9, "trim": 0.1}),
+)
+
+
+class AutoDetector(TimeSeriesDetector):
+    """The fixed ensemble described in the module docstring. Higher = more anomalous.
+
+    Args:
+        threshold / threshold_q: threshold on the ensemble's training scores.
+    """
+
+    name = "auto"
+
+    def __init__(self, threshold: ThresholdMethod = "quantile", threshold_q: float = 0.99) -> None:
+        self.threshold = threshold
+        self.threshold_q = threshold_q
+
+    @property
+    def min_rows(self) -> int:
+        return 8
+
+    def _members(self, n_rows: int) -> list[tuple[str, _Scaled]]:
+        out = []
+        for name, cls, params in MEMBERS:
+            p = dict(params)
+            p["window"] = int(min(p["window"], max(1, n_rows // 4)))
+            out.append((name, cls(**p)))
+        return out
+
+    def _fit(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
+        cols = [f"c{i}" for i in range(a.shape[1])]
+        frame = pd.DataFrame(a, columns=cols)
+        self.members_ = []
+        self.norm_ = np.zeros((len(MEMBERS), 2))
+        # Normalisation statistics come from a chronological held-out tail, scored by members fitted on the head, so
+        # an in-sample fit does not make training scores look smaller than new data's; then refit on everything.
+        head, tail = train_val_split(len(a), 0.2)
+        use_split = (tail.stop - tail.start) >= 8 and (head.stop - head.start) >= 8
+        for i, (name, det) in enumerate(self._members(len(a) if not use_split else head.stop)):
+            if use_split:
+                ref = det.fit(frame.iloc[head]).score(frame.iloc[tail]).to_numpy()
+            else:
+                ref = det.fit(frame).score(frame).to_numpy()
+            ref = ref[np.isfinite(ref)]
+            med = float(np.median(ref))
+            spread = float(np.quantile(ref, 0.99) - med)
+            self.norm_[i] = (med, spread if spread > 1e-12 else 1.0)
+            self.members_.append((name, det))
+        if use_split:
+            self.members_ = [(name, det.fit(frame)) for name, det in self.members_]
+        return self._score(a, index)
+
+    def _member_scores(self, a: np.ndarray) -> np.ndarray:
+        frame = pd.DataFrame(a, columns=[f"c{i}" for i in range(a.shape[1])])
+        cols = []
+        for i, (_, det) in enumerate(self.members_):
+            s = det.score(frame).to_numpy()
+            cols.append((s - self.norm_[i, 0]) / self.norm_[i, 1])
+        return np.column_stack(cols)  # (T, M)
+
+    def _score(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
+        m = self._member_scores(a)
+        ok = np.isfinite(m)
+        n = ok.sum(axis=1)
+        total = np.where(ok, m, 0.0).sum(axis=1)
+        return np.divide(total, n, out=np.full(len(m), np.nan), where=n > 0)
+
+    def member_scores(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each member's normalised score (columns = member names), for inspection."""
+        self._check_fitted()
+        Xv = self._validate(X, fitting=False)
+        a, _ = self._as_array(Xv)
+        return pd.DataFrame(self._member_scores(a), index=X.index, columns=[n for n, _ in self.members_])
+
+    def _channel_scores(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
+        total = np.zeros(a.shape, dtype=np.float64)
+        for _, det in self.members_:
+            c = det._channel_scores(a, index)
+            row = c.sum(axis=1, keepdims=True)
+            total += np.divide(c, row, out=np.zeros_like(c), where=row > 0)  # each member's shares per row
+        return total
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta: dict[str, Any] = {"columns": self.columns_, "members": []}
+        arrays: dict[str, np.ndarray] = {"norm": self.norm_}
+        for name, det in self.members_:
+            m_meta, m_arrays = det._get_state()
+            meta["members"].append({"name": name, "params": det.get_params(), "threshold_": det.threshold_, "state": m_meta})
+            arrays.update({f"{name}/{k}": v for k, v in m_arrays.items()})
+        return meta, arrays
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.columns_ = list(meta["columns"])
+        self.norm_ = arrays["norm"]
+        classes = {name: cls for name, cls, _ in MEMBERS}
+        self.members_ = []
+        for entry in meta["members"]:
+            det = classes[entry["name"]](**entry["params"])
+            prefix = entry["name"] + "/"
+            det._set_state(entry["state"], {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+            det.threshold_ = float(entry["threshold_"])
+            self.members_.append((entry["name"], det))

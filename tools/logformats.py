@@ -290,7 +290,7 @@ def jsonl_format(message_field: str = "message", timestamp_field: str = "timesta
     """The JSON-lines format: one object per line; the named fields feed content, timestamp and level."""
     return LogFormat(
         name="jsonl",
-        regex=re.compile(r"^\s*\{.*\}\s*$"),
+        regex=re.compile(r"^\s*(?P<Content>\{.*\})\s*$"),
         fields=("Timestamp", "Level", "Component", "Content"),
         level_field="Level",
         component_field="Component",

@@ -93,6 +93,8 @@ class TriageSettings(_Section):
     max_findings: int = Field(20, ge=1, le=200, description="Findings kept in the report (the top_k are enriched)")
     incidents_k: int = Field(3, ge=0, le=20, description="Similar incidents retrieved per enriched finding")
     metric_robust_k: float = Field(5.0, gt=0.0, description="Metric rows flagged above median + k robust SDs of the batch's scores")
+    llm_explain_k: int = Field(3, ge=0, le=50, description="Top findings that get an LLM explanation (all top_k are judged)")
+    llm_summary: bool = Field(True, description="Ask the LLM for a report summary (after judgments and explanations)")
 
 
 class ServerSettings(_Section):
@@ -113,8 +115,6 @@ class ServerSettings(_Section):
     chat_concurrency: int = Field(2, ge=1, le=64, description="Chat turns running at once (others wait)")
     chat_max_steps: int = Field(6, ge=1, le=20, description="Most model calls per chat turn")
     alert_lookback_minutes: int = Field(120, ge=1, description="Metrics window before an alert's startsAt")
-    llm_explain_k: int = Field(3, ge=0, le=50, description="Top findings that get an LLM explanation (all top_k are judged)")
-    llm_summary: bool = Field(True, description="Ask the LLM for a report summary (after judgments and explanations)")
     dedup_capacity: int = Field(10_000, ge=100, description="Alert (fingerprint, startsAt) keys remembered")
     max_conversations: int = Field(256, ge=1, description="Chat conversations kept in memory (LRU)")
 

@@ -138,7 +138,10 @@ class Finding(_Model):
     metrics: list[MetricEvidence] = Field(default_factory=list)
     detectors: list[DetectorHit] = Field(default_factory=list)
     verdict: Verdict | None = None
-    explanation: Explanation
+    explanation: Explanation = Field(description="Composed from the finding's own evidence (always present)")
+    llm_explanation: Explanation | None = Field(
+        None, description="The LLM's explanation, when it gave one in budget (attributed, ids checked)"
+    )
     similar_incident_ids: list[str] = Field(default_factory=list, description="Ids (I1, ...) of similar incidents")
     runbook_id: str | None = Field(None, description="Id (R1) of the runbook that applies, if any")
 
@@ -262,6 +265,7 @@ class TriageReport(_Model):
     created_at: datetime
     severity: Severity
     summary: Explanation
+    llm_summary: Explanation | None = Field(None, description="The LLM's summary, when it gave one in budget")
     alert: AlertRef | None = None
     findings: list[Finding] = Field(default_factory=list)
     similar_incidents: list[SimilarIncident] = Field(default_factory=list)
@@ -316,8 +320,12 @@ def check_citations(report: TriageReport) -> set[str]:
     """Evidence ids cited anywhere in ``report`` that are malformed or not defined in it (empty = all good)."""
     defined = report.evidence_ids()
     cited: list[str] = list(report.summary.evidence_ids)
+    if report.llm_summary is not None:
+        cited.extend(report.llm_summary.evidence_ids)
     for f in report.findings:
         cited.extend(f.explanation.evidence_ids)
+        if f.llm_explanation is not None:
+            cited.extend(f.llm_explanation.evidence_ids)
         if f.verdict is not None:
             cited.extend(f.verdict.evidence_ids)
         cited.extend(f.similar_incident_ids)

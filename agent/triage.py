@@ -292,7 +292,14 @@ def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], mem
     valid |= {i.id for i in memory.incidents} | ({memory.runbook.id} if memory.runbook else set())
     valid |= {alert_ref.id} if alert_ref else set()
     concurrency = int(getattr(llm, "concurrency", None) or run.settings.llm.concurrency)
-    return judge_findings(llm, top, valid, run.settings.triage.llm_budget_s, concurrency, run.degraded)
+    if getattr(llm, "in_process", False):  # in-process models serve one call per loaded copy
+        concurrency = min(concurrency, int(getattr(run.settings.llm, "local_instances", 1) or 1))
+    context = None
+    if alert_ref is not None:
+        context = f"alert {alert_ref.name} ({alert_ref.severity or '?'}) on {alert_ref.service or '?'}: {alert_ref.summary or ''}"
+    t = run.settings.triage
+    return judge_findings(llm, top, valid, t.llm_budget_s, concurrency, run.degraded,
+                          summary_input=(lambda: (top, context)) if t.llm_summary else None, explain_k=t.llm_explain_k)
 
 
 def _assemble(
@@ -311,24 +318,19 @@ def _assemble(
                 f.scores.llm = round(llm_score, 4)
                 f.scores.total = round((1 - W_LLM) * f.scores.total + W_LLM * llm_score, 4)
                 f.severity = finding_severity(f.scores.strength, f.scores.severity, f.scores.total, v.anomalous)  # type: ignore[assignment]
-            e = judged.explanations.get(f.id)
-            if e is not None:
-                base = f.explanation
-                f.explanation = Explanation(text=f"{e.text} (Evidence: {base.text})",
-                                            evidence_ids=list(dict.fromkeys(e.evidence_ids + base.evidence_ids)),
-                                            source="llm")
+            f.llm_explanation = judged.explanations.get(f.id)
     findings.sort(key=lambda f: -f.scores.total)
     for i, f in enumerate(findings, 1):
         f.rank = i
     severity = max_severity([f.severity for f in findings])
-    summary = judged.summary if judged is not None and judged.summary is not None else _summary(findings, memory, severity)
+    summary = _summary(findings, memory, severity)
     versions = Versions(anomalist=__version__, detectors=detectors_ran,
                         llm_backend=(judged.backend if judged else None) or (run.settings.llm.backend if judged else None),
                         llm_model=judged.model if judged else None, prompts=dict(judged.prompts) if judged else {})
     timings = [StageTiming(stage=k, seconds=round(v, 4)) for k, v in run.timings.items()]  # type: ignore[arg-type]
     return TriageReport(
         id=uuid.uuid4().hex[:16], created_at=datetime.now(timezone.utc).replace(tzinfo=None), severity=severity,
-        summary=summary, alert=alert_ref, findings=findings, similar_incidents=memory.incidents, runbook=memory.runbook,
+        summary=summary, llm_summary=judged.summary if judged is not None else None, alert=alert_ref, findings=findings, similar_incidents=memory.incidents, runbook=memory.runbook,
         degraded=run.degraded, timings=timings, versions=versions, inputs=inputs,
         timeline=build_timeline(findings, logdata, mdf),
     )
@@ -342,6 +344,10 @@ def _summary(findings: list[Finding], memory: Any, severity: str) -> Explanation
     text = (f"Severity {severity}: {len(findings)} finding{'s' if len(findings) > 1 else ''}. "
             f"Top: {f.title} between {f.start:%Y-%m-%d %H:%M} and {f.end:%H:%M}"
             + (f" ({', '.join(f.services)})" if f.services else "") + ".")
+    if f.verdict is not None:
+        v = f.verdict
+        text += (f" The {'model' if v.source.startswith('llm') else 'semantic prior'} judged it "
+                 f"{'anomalous' if v.anomalous else 'normal'} (confidence {v.confidence:.2f}).")
     if f.similar_incident_ids:
         inc = next(i for i in memory.incidents if i.id == f.similar_incident_ids[0])
         text += f" It resembles past incident {inc.incident_id} ({inc.title})."

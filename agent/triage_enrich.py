@@ -183,6 +183,7 @@ def judge_findings(
     concurrency: int,
     degraded: list[DegradedFlag],
     summary_input: Callable[[], Any] | None = None,
+    explain_k: int | None = None,
 ) -> Judged:
     """LLM verdicts and explanations for ``findings`` (the top k) within ``budget_s`` seconds in total."""
     out = Judged()
@@ -195,8 +196,10 @@ def judge_findings(
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="triage-llm")
     futures: dict[Future[Any], tuple[str, str]] = {}
     try:
+        # Judgments first (they rank and label findings), then explanations; calls run in this order.
         for f in findings:
             futures[pool.submit(_guarded, stop, errors, llm.judge_log if f.templates else llm.judge_metric, f)] = (f.id, "judge")
+        for f in findings[: len(findings) if explain_k is None else explain_k]:
             futures[pool.submit(_guarded, stop, errors, _explain, llm, f)] = (f.id, "explain")
         done, not_done = wait_futures(futures, timeout=max(deadline - time.monotonic(), 0.0))
         for fut in done:
@@ -221,10 +224,12 @@ def judge_findings(
             degraded.append(DegradedFlag(component="llm", name="budget", reason=(
                 f"{len(not_done)} of {len(futures)} LLM calls did not finish within the {budget_s:g}s budget")))
         if summary_input is not None and not stop.is_set() and time.monotonic() < deadline:
-            fut = pool.submit(_guarded, stop, errors, llm.summarize, summary_input())
+            fut = pool.submit(_guarded, stop, errors, llm.summarize, *summary_input())
             try:
                 res = fut.result(timeout=max(deadline - time.monotonic(), 0.0))
                 out.summary = _explanation(res, valid_ids, None) if res is not None else None
+                if res is not None:
+                    _prompt(out, res)
             except TimeoutError:
                 stop.set()
                 degraded.append(DegradedFlag(component="llm", name="summary", reason=f"summary not done within the {budget_s:g}s budget"))
@@ -288,4 +293,18 @@ def _explanation(res: Any, valid: set[str], fid: str | None) -> Explanation | No
         if fid is None:
             return None  # a claim without evidence stays out of the report
         cited = [fid]
-    return Explanation(text=str(text).strip()[:2000], evidence_ids=cited, source="llm")
+    return Explanation(text=_dedupe_sentences(str(text))[:2000], evidence_ids=cited, source="llm")
+
+
+def _dedupe_sentences(text: str) -> str:
+    """Small models loop ("X. X. X."): keep each sentence once, in order."""
+    import re
+
+    seen: set[str] = set()
+    out: list[str] = []
+    for sent in re.split(r"(?<=[.!?])\s+", " ".join(text.split())):
+        key = sent.strip().lower()
+        if key and key not in seen:
+            seen.add(key)
+            out.append(sent.strip())
+    return " ".join(out)

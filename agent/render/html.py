@@ -53,6 +53,9 @@ def render_html(report: TriageReport) -> str:
         f"{escape(report.schema_version)} · total {report.total_seconds:.2f}s</div>",
         f'<p id="summary">{escape(report.summary.text)}{_cite(report.summary.evidence_ids)}</p>',
     ]
+    if report.llm_summary is not None:
+        h.append(f'<p class="cite">Model\'s summary ({escape(report.versions.llm_model or "LLM")}): '
+                 f"{escape(report.llm_summary.text)}{_cite(report.llm_summary.evidence_ids)}</p>")
     if report.degraded:
         items = "".join(
             f"<li><b>{escape(d.component)}</b> <code>{escape(d.name)}</code>: {escape(d.reason)}</li>" for d in report.degraded
@@ -157,6 +160,8 @@ def _finding(f: Finding) -> list[str]:
         f"(strength {f.scores.strength:.2f}, severity {f.scores.severity:.2f}, novelty {f.scores.novelty:.2f}{llm})</p>"
     )
     out.append(f"<p><b>Why:</b> {escape(f.explanation.text)}{_cite(f.explanation.evidence_ids)}</p>")
+    if f.llm_explanation is not None:
+        out.append(f"<p><b>Model's explanation:</b> {escape(f.llm_explanation.text)}{_cite(f.llm_explanation.evidence_ids)}</p>")
     if f.verdict is not None:
         v = f.verdict
         out.append(

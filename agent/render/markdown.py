@@ -28,6 +28,11 @@ def _cell(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _line(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _cite(ids: list[str]) -> str:
     return " [" + ", ".join(ids) + "]" if ids else ""
 
@@ -50,6 +55,10 @@ def render_markdown(report: TriageReport) -> str:
     out.append("")
     out.append(report.summary.text + _cite(report.summary.evidence_ids))
     out.append("")
+    if report.llm_summary is not None:
+        out.append(f"> Model's summary ({report.versions.llm_model or 'LLM'}): "
+                   + _line(report.llm_summary.text, 600) + _cite(report.llm_summary.evidence_ids))
+        out.append("")
     if report.degraded:
         out.append("> **Degraded run.** " + "; ".join(f"{d.component} `{d.name}`: {d.reason}" for d in report.degraded))
         out.append("")
@@ -93,9 +102,9 @@ def render_markdown(report: TriageReport) -> str:
                 line += f", for {', '.join(inc.for_findings)}"
             out.append(line)
             if inc.root_cause:
-                out.append(f"  - root cause: {_cell(inc.root_cause, 300)}")
+                out.append(f"  - root cause: {_line(inc.root_cause, 300)}")
             if inc.resolution:
-                out.append(f"  - resolution: {_cell(inc.resolution, 300)}")
+                out.append(f"  - resolution: {_line(inc.resolution, 300)}")
         out.append("")
 
     if report.runbook is not None:
@@ -108,10 +117,12 @@ def render_markdown(report: TriageReport) -> str:
         section = None
         for step in rb.steps:
             if step.section != section:
+                if section is not None:
+                    out.append("")
                 section = step.section
                 out.append(f"**{section}**")
                 out.append("")
-            out.append(f"- [{step.id}] {_cell(step.text, 400)}")
+            out.append(f"- [{step.id}] {_line(step.text, 400)}")
         out.append("")
 
     out.extend(_inputs(report))
@@ -141,6 +152,9 @@ def _finding(f: Finding) -> list[str]:
     out.append("")
     out.append("**Why:** " + f.explanation.text + _cite(f.explanation.evidence_ids))
     out.append("")
+    if f.llm_explanation is not None:
+        out.append("**Model's explanation:** " + _line(f.llm_explanation.text, 800) + _cite(f.llm_explanation.evidence_ids))
+        out.append("")
     if f.verdict is not None:
         v = f.verdict
         out.append(

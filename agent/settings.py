@@ -64,6 +64,23 @@ class LLMSettings(_Section):
     redact_ips: bool = False
     redact_hostnames: bool = False
     extra_redaction_patterns: list[str] = Field(default_factory=list)
+    local_instances: int = Field(2, ge=1, le=16, description="Copies of a local GGUF model (parallel judgments)")
+    seed: int = 0
+    max_output_tokens: int = Field(256, ge=16, description="Answer budget of explanations and summaries")
+    reason_tokens: int = Field(20, ge=0, description="Tokens of the short reason a local judgment generates")
+    reason_for: Literal["all", "anomalous", "none"] = Field(
+        "anomalous", description="Which local verdicts get a generated reason (others get the evidence-based one)"
+    )
+    judge_mode: Literal["auto", "label", "json_schema", "tool_call", "json_text", "cot"] = Field(
+        "auto", description="auto = label likelihood on in-process models, the best the server supports on openai"
+    )
+    use_prior: bool = Field(True, description="Blend the semantic prior into log verdicts")
+    prior_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the semantic prior in a blended verdict")
+    probe: bool = Field(True, description="Probe an openai server's capabilities at start-up")
+    supports_tools: bool | None = Field(None, description="Override: does the chat model plan with tool calls")
+    breaker_failures: int = Field(3, ge=1, description="Consecutive failed calls that open the circuit breaker")
+    breaker_reset_s: float = Field(30.0, gt=0, description="Seconds before a trial call after the breaker opened")
+    cache_max_entries: int = Field(100_000, ge=100)
 
 
 class StoreSettings(_Section):
@@ -75,6 +92,9 @@ class StoreSettings(_Section):
     port: int = 8000
     token: SecretStr | None = None
     ssl: bool = False
+    timeout_s: float = Field(5.0, gt=0, description="Server connect/heartbeat timeout; unreachable = degraded fast")
+    query_threads: int | None = Field(1, ge=1, description="torch threads to embed a query (1 stays fast under load)")
+    import_threads: int | None = Field(None, ge=1, description="torch threads to embed imports; None = torch default")
 
 
 class TriageSettings(_Section):

@@ -1,0 +1,137 @@
+"""Alertmanager alerts: parsing webhook payloads, rendering rule annotation templates, building retrieval queries."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.store.text import split_identifier
+
+_TEMPLATE = re.compile(r"\{\{-?(.*?)-?\}\}", re.S)
+_WITH = re.compile(r"\{\{-?\s*with\s+\$labels\.(\w+)\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}", re.S)
+_LABEL_REF = re.compile(r"\$labels\.(\w+)")
+# Labels that identify an instance (addresses, ids, hashes) say nothing about *what* is wrong.
+_VOLATILE_LABELS = frozenset(
+    {"alertname", "severity", "instance", "pod", "uid", "fingerprint", "prometheus", "endpoint", "container_id",
+     "pod_ip", "ip", "node_ip", "id", "image_id"}
+)
+
+
+class Alert(BaseModel):
+    """One Alertmanager alert (the fields retrieval uses; unknown webhook fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    status: str | None = None
+    startsAt: str | None = None  # noqa: N815 - Alertmanager's field name
+    generatorURL: str | None = None  # noqa: N815
+
+    @property
+    def name(self) -> str | None:
+        return self.labels.get("alertname") or None
+
+    @property
+    def runbook_url(self) -> str | None:
+        return self.annotations.get("runbook_url") or self.annotations.get("runbook") or None
+
+    @classmethod
+    def coerce(cls, alert: Alert | dict[str, Any]) -> Alert:
+        """Accept an ``Alert``, an Alertmanager alert dict, or a whole webhook payload (first alert)."""
+        if isinstance(alert, Alert):
+            return alert
+        if not isinstance(alert, dict):
+            raise TypeError(f"alert must be a dict with labels/annotations, got {type(alert).__name__}")
+        if "alerts" in alert and isinstance(alert["alerts"], list):
+            if not alert["alerts"]:
+                raise ValueError("the webhook payload holds no alerts")
+            alert = alert["alerts"][0]
+        labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
+        annotations = {str(k): str(v) for k, v in (alert.get("annotations") or {}).items()}
+        rest = {k: alert[k] for k in ("status", "startsAt", "generatorURL") if isinstance(alert.get(k), str)}
+        return cls(labels=labels, annotations=annotations, **rest)
+
+
+def alerts_from_payload(payload: dict[str, Any]) -> list[Alert]:
+    """All alerts of an Alertmanager webhook payload (or the one alert when given a single alert)."""
+    if isinstance(payload.get("alerts"), list):
+        return [Alert.coerce(a) for a in payload["alerts"] if isinstance(a, dict)]
+    return [Alert.coerce(payload)]
+
+
+def render_template(template: str, labels: dict[str, str], value: str = "1") -> str:
+    """Render the common subset of Prometheus annotation templates (``$labels.x``, ``$value``, ``with``).
+
+    Unknown constructs render as empty text, so the result is always plain prose.
+    """
+
+    def _with(m: re.Match[str]) -> str:
+        got = labels.get(m.group(1), "")
+        return re.sub(r"\{\{-?\s*\.\s*-?\}\}", got, m.group(2)) if got else ""
+
+    def _one(m: re.Match[str]) -> str:
+        inner = m.group(1)
+        ref = _LABEL_REF.search(inner)
+        if ref:
+            return labels.get(ref.group(1), "")
+        if "$value" in inner:
+            if "humanizePercentage" in inner:
+                return f"{float(value) * 100:.4g}%" if _is_number(value) else value
+            return value
+        return ""
+
+    return re.sub(r"\s+", " ", _TEMPLATE.sub(_one, _WITH.sub(_with, template))).strip()
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def url_key(url: str | None) -> str | None:
+    """A runbook URL reduced to host + path, lower-cased, without scheme, query or trailing slash."""
+    if not url:
+        return None
+    parsed = urlparse(url.strip())
+    if not parsed.netloc and not parsed.path:
+        return None
+    path = re.sub(r"(\.md|\.html?)$", "", parsed.path.rstrip("/"))
+    return f"{parsed.netloc}{path}".lower() or None
+
+
+def url_name(url: str | None) -> str | None:
+    """The last path segment of a runbook URL (``.../kubernetes/kubepodcrashlooping`` -> ``kubepodcrashlooping``)."""
+    key = url_key(url)
+    if not key:
+        return None
+    last = key.rsplit("/", 1)[-1]
+    return last or None
+
+
+def alert_query_text(alert: Alert, labels: bool = True) -> str:
+    """The prose a runbook search uses for ``alert``: its name in words, annotations and (``labels``) the values
+    of identifying labels (job, service, namespace, ...; not addresses or ids)."""
+    parts: list[str] = []
+    if alert.name:
+        parts.append(split_identifier(alert.name) + ".")
+    for key in ("summary", "message", "description"):
+        text = alert.annotations.get(key)
+        if text:
+            parts.append(render_template(text, alert.labels) if "{{" in text else text)
+    for key, value in sorted(alert.annotations.items()):
+        if key not in ("summary", "message", "description", "runbook_url", "runbook", "dashboard", "dashboard_url"):
+            if value and len(value) < 500 and "://" not in value:
+                parts.append(value)
+    if not labels:
+        return " ".join(parts).strip()
+    ident = [v for k, v in sorted(alert.labels.items()) if k not in _VOLATILE_LABELS and v and len(v) < 100]
+    if ident:
+        parts.append(" ".join(ident))
+    return " ".join(parts).strip()

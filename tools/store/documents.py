@@ -1,0 +1,108 @@
+"""How records become searchable text: the passages that are embedded and the weighted keyword fields.
+
+General rules, the same for every runbook and incident:
+- A runbook is embedded as several passages (overview, impact, diagnosis, mitigation), each prefixed with the
+  runbook's head (title and alert names in words), and scored by its best passage: the embedding model only reads
+  the first 256 word pieces, and an alert's description usually echoes one section, not the whole page.
+- Keyword fields are weighted by repetition: head x3, overview x2, the rest x1 (incidents: title and symptoms x2).
+"""
+
+from __future__ import annotations
+
+import re
+
+from tools.store.records import Incident, Runbook
+from tools.store.text import split_identifier, tokenize
+
+# Characters of an incident embedded (about 128 word pieces, the length all-MiniLM-L6-v2 was trained on).
+INCIDENT_EMBED_CHARS = 600
+PASSAGE_CHARS = 900
+
+_FENCE = re.compile(r"```.*?```", re.S)
+_SHORTCODE = re.compile(r"\{\{[<%].*?[>%]\}\}", re.S)
+_HTML = re.compile(r"<[^>]+>")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_REF_LINK = re.compile(r"\[([^\]]*)\]\[[^\]]*\]")
+_URL = re.compile(r"https?://\S+")
+_MARKUP = re.compile(r"[`*_#>|]+")
+
+
+def clean_markdown(text: str, keep_code: bool = False) -> str:
+    """Markdown to one line of prose: links to their text, no code fences (unless ``keep_code``), no HTML."""
+    if not keep_code:
+        text = _FENCE.sub(" ", text)
+    text = _SHORTCODE.sub(" ", text)
+    text = _HTML.sub(" ", text)
+    text = _LINK.sub(r"\1", text)
+    text = _REF_LINK.sub(r"\1", text)
+    text = _URL.sub(" ", text)
+    text = _MARKUP.sub(" ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def runbook_head(rb: Runbook) -> str:
+    """Title plus every alert name in words (``KubePodCrashLooping`` -> ``Kube Pod Crash Looping``)."""
+    names = [split_identifier(n) for n in rb.alert_names]
+    parts = [rb.title] + [n for n in names if n.lower() != rb.title.lower()]
+    return ". ".join(dict.fromkeys(p for p in parts if p)) + "."
+
+
+def _section_text(rb: Runbook, name: str) -> str:
+    sec = rb.sections.get(name)
+    if sec is None:
+        return ""
+    return clean_markdown(sec.text)
+
+
+def runbook_passages(rb: Runbook) -> list[str]:
+    """The passages embedded for ``rb`` (at least one: the head with the overview)."""
+    head = runbook_head(rb)
+    others = [k for k in rb.sections if k not in ("overview", "impact", "diagnosis", "mitigation")]
+    bodies = [
+        _section_text(rb, "overview"),
+        _section_text(rb, "impact"),
+        " ".join([_section_text(rb, "diagnosis")] + [_section_text(rb, k) for k in others]).strip(),
+        _section_text(rb, "mitigation"),
+    ]
+    passages = [f"{head} {bodies[0]}".strip()]
+    passages += [f"{head} {b}"[:PASSAGE_CHARS] for b in bodies[1:] if len(b) > 20]
+    passages[0] = passages[0][:PASSAGE_CHARS]
+    return passages
+
+
+def runbook_keyword_tokens(rb: Runbook) -> list[str]:
+    """Weighted keyword tokens of ``rb`` (head x3, overview x2, other sections x1)."""
+    head = tokenize(runbook_head(rb) + " " + " ".join(rb.alert_names) + " " + " ".join(rb.services))
+    overview = tokenize(_section_text(rb, "overview"))
+    rest: list[str] = []
+    for name in rb.sections:
+        if name != "overview":
+            rest += tokenize(_section_text(rb, name))
+    return head * 3 + overview * 2 + rest
+
+
+def incident_passage(inc: Incident) -> str:
+    """The text embedded for ``inc``: title, services, symptoms, then summary and root cause (bounded)."""
+    parts = [inc.title]
+    if inc.services:
+        parts.append("Services: " + ", ".join(inc.services) + ".")
+    if inc.symptoms.alerts:
+        parts.append("Alerts: " + ", ".join(split_identifier(a) for a in inc.symptoms.alerts) + ".")
+    if inc.symptoms.metrics:
+        parts.append("Metrics: " + ", ".join(inc.symptoms.metrics[:10]) + ".")
+    if inc.summary:
+        parts.append(inc.summary)
+    if inc.root_cause:
+        parts.append("Root cause: " + inc.root_cause)
+    if inc.symptoms.templates:
+        parts.append("Logs: " + " | ".join(inc.symptoms.templates[:5]))
+    return " ".join(parts)[:INCIDENT_EMBED_CHARS]
+
+
+def incident_keyword_tokens(inc: Incident) -> list[str]:
+    """Weighted keyword tokens of ``inc`` (title and symptoms x2; summary, cause, resolution, tags x1)."""
+    strong = tokenize(
+        " ".join([inc.title, *inc.symptoms.alerts, *inc.symptoms.metrics, *inc.symptoms.templates, *inc.services])
+    )
+    weak = tokenize(" ".join([inc.summary, inc.root_cause, inc.resolution, *inc.tags]))
+    return strong * 2 + weak

@@ -9,10 +9,12 @@ deadline are abandoned (their threads finish in the background; their results ar
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -193,7 +195,7 @@ def judge_findings(
     deadline = time.monotonic() + max(budget_s, 0.0)
     stop = threading.Event()
     errors: list[str] = []
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="triage-llm")
+    pool = _DaemonPool(max(1, concurrency))
     futures: dict[Future[Any], tuple[str, str]] = {}
     try:
         # Judgments first (they rank and label findings), then explanations; calls run in this order.
@@ -230,14 +232,48 @@ def judge_findings(
                 out.summary = _explanation(res, valid_ids, None) if res is not None else None
                 if res is not None:
                     _prompt(out, res)
-            except TimeoutError:
+            except FutureTimeout:
                 stop.set()
                 degraded.append(DegradedFlag(component="llm", name="summary", reason=f"summary not done within the {budget_s:g}s budget"))
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown()
     if errors:
         degraded.append(DegradedFlag(component="llm", name="calls", reason=f"{len(errors)} LLM call(s) failed; first: {errors[0]}"))
     return out
+
+
+class _DaemonPool:
+    """A few daemon worker threads: a call abandoned at the deadline never keeps the process from exiting
+    (``ThreadPoolExecutor`` joins its workers at interpreter exit, so a stalled LLM call would hold the CLI)."""
+
+    def __init__(self, workers: int):
+        self._q: queue.Queue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
+        self._threads = [threading.Thread(target=self._work, name=f"triage-llm-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self._q.put((fut, fn, args))
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            fut, fn, args = item
+            if not fut.set_running_or_notify_cancel():
+                continue  # cancelled at the deadline before it started
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - delivered to the waiting side
+                fut.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Let the workers exit once the queue is drained (cancelled items are skipped); never waits."""
+        for _ in self._threads:
+            self._q.put(None)
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

@@ -20,12 +20,17 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The demo: the example store is (re)built from examples/ (idempotent upserts), then one triage of the example
-# scenario with the embedded LLM writes Markdown, HTML and JSON reports under $(DEMO_DIR).
+# The demo: the example store is built from examples/ (idempotent upserts; skipped while examples/ is unchanged),
+# then one triage of the example scenario with the embedded LLM writes Markdown, HTML and JSON under $(DEMO_DIR).
 DEMO_DIR := .anomalist/demo
 demo: setup
-	$(BIN)/anomalist --data-dir $(DEMO_DIR) incidents import examples/incidents.jsonl
-	$(BIN)/anomalist --data-dir $(DEMO_DIR) runbooks import examples/runbooks
+	@if [ -f $(DEMO_DIR)/.store-built ] && [ -z "$$(find examples/incidents.jsonl examples/runbooks -newer $(DEMO_DIR)/.store-built)" ]; then \
+		echo "example store in $(DEMO_DIR) is up to date with examples/"; \
+	else \
+		$(BIN)/anomalist --data-dir $(DEMO_DIR) incidents import examples/incidents.jsonl && \
+		$(BIN)/anomalist --data-dir $(DEMO_DIR) runbooks import examples/runbooks && \
+		touch $(DEMO_DIR)/.store-built; \
+	fi
 	$(BIN)/anomalist --data-dir $(DEMO_DIR) triage examples/logs --metrics examples/metrics.csv \
 		--alert examples/alert.json --out $(DEMO_DIR)/report.md --out $(DEMO_DIR)/report.html \
 		--out $(DEMO_DIR)/report.json

@@ -124,7 +124,8 @@ def _incident_lines(c: _Ctx, service: str, t: datetime) -> list[tuple[str, str, 
     return out
 
 
-def _logs(rng: random.Random) -> dict[str, list[str]]:
+def _logs(rng: random.Random, scale: float = 1.0) -> dict[str, list[str]]:
+    """Each service's lines; ``scale`` multiplies the normal traffic (the incident's lines are not scaled)."""
     files: dict[str, list[str]] = {s: [] for s in SERVICES}
     for service in SERVICES:
         c = _Ctx(rng=random.Random(rng.randint(0, 2**31)), t=START)
@@ -134,7 +135,7 @@ def _logs(rng: random.Random) -> dict[str, list[str]]:
         for minute in range(MINUTES):
             t = START + timedelta(minutes=minute)
             c.t = t
-            rate = _RATE_PER_MIN[service] * _traffic(t)
+            rate = _RATE_PER_MIN[service] * _traffic(t) * scale
             if service in ("checkout", "payments") and FULL_AT <= t < CLEANUP_AT:
                 rate *= 0.5  # fewer successful requests while the database rejects writes
             n = _poisson(c.rng, rate)
@@ -149,7 +150,9 @@ def _logs(rng: random.Random) -> dict[str, list[str]]:
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
-    # Knuth's method: exact and fine for the small rates used here.
+    # Knuth's method: exact and fine for small rates; a normal approximation for the large ones of the benchmark.
+    if lam > 50:
+        return max(0, int(round(rng.gauss(lam, math.sqrt(lam)))))
     limit, k, p = math.exp(-lam), 0, 1.0
     while True:
         p *= rng.random()
@@ -427,6 +430,24 @@ def generate(out_dir: Path, seed: int = SEED) -> list[Path]:
     write("incidents.jsonl", "".join(json.dumps(i, sort_keys=False) + "\n" for i in _INCIDENTS))
     write("alert.json", json.dumps(_alert(), indent=2) + "\n")
     return sorted(written)
+
+
+def write_large(out_dir: Path, n_lines: int, seed: int = SEED) -> list[Path]:
+    """The same four hours with normal traffic scaled so the logs hold about ``n_lines`` lines (benchmarks)."""
+    expected = 0.0  # normal lines per unit of scale, as _logs draws them
+    for minute in range(MINUTES):
+        t = START + timedelta(minutes=minute)
+        for service in SERVICES:
+            half = service in ("checkout", "payments") and FULL_AT <= t < CLEANUP_AT
+            expected += _RATE_PER_MIN[service] * _traffic(t) * (0.5 if half else 1.0)
+    scale = n_lines / expected
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for service, lines in _logs(random.Random(seed), scale=scale).items():
+        p = out_dir / f"{service}.log"
+        p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(p)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:

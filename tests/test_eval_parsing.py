@@ -91,9 +91,9 @@ def test_eval_parsing_cli_json(loghub_slice: Path) -> None:
 
 
 def test_eval_parsing_unknown_system_exits_2(loghub_slice: Path) -> None:
-    from agent.cli.main import main
-
     import sys
+
+    from agent.cli.main import main
 
     argv = sys.argv
     sys.argv = ["anomalist", "eval", "parsing", "--data", str(loghub_slice), "--systems", "Nope"]

@@ -49,6 +49,13 @@ def _no_params(content: str) -> tuple[str, ...]:
     return ()
 
 
+def _one_param(span: slice) -> Callable[[str], tuple[str, ...]]:
+    def get(content: str) -> tuple[str, ...]:
+        return (content[span],)
+
+    return get
+
+
 _VAR_KEY = "\x00var"
 STATE_KIND = "anomalist-parser-state"
 STATE_VERSION = 1
@@ -84,7 +91,7 @@ class _MaskAwareDrain(Drain):
         both_masked = 0
         param_str = self.param_str
         var_like = _VAR_LIKE
-        for t1, t2 in zip(seq1, seq2):
+        for t1, t2 in zip(seq1, seq2, strict=False):
             if t1 == param_str:
                 params += 1
             elif t1 == t2:
@@ -106,7 +113,7 @@ class _MaskAwareDrain(Drain):
         """As Drain, but a differing ``key=value`` token keeps its key (``rhost=<*>``, not ``<*>``)."""
         out = list(seq2)
         param = self.param_str
-        for i, (t1, t2) in enumerate(zip(seq1, seq2)):
+        for i, (t1, t2) in enumerate(zip(seq1, seq2, strict=False)):
             if t1 != t2:
                 k1, k2 = t1.find("="), t2.find("=")
                 if k1 > 0 and k1 == k2 and t1[:k1] == t2[:k1] and t1[:k1].isidentifier():
@@ -209,32 +216,46 @@ class LogParser:
         return self.add_keyed(content)[0]
 
     def add_keyed(self, content: str) -> tuple[int, bytes]:
-        """Mine one message; returns its template id and its shape (digits zeroed; a key for :meth:`params`).
+        """Mine one message; returns its template id and its shape (a key for :meth:`params_of`)."""
+        tids, shapes = self.add_batch([content])
+        return tids[0], shapes[0]
 
-        The fast path: messages whose shape was seen before (with the same digits outside masked variables) reuse
-        the cluster found then, without masking or Drain.
+    def add_batch(self, contents: list[str]) -> tuple[list[int], list[bytes]]:
+        """Mine messages in order; returns their template ids and shapes (digits zeroed, UTF-8).
+
+        The fast path: a message whose shape was seen before (with the same digits outside masked variables)
+        reuses the cluster found then, without masking or Drain.
         """
         if self._miner is None:
             self._ensure()
-        shape = content.encode("utf-8", "surrogatepass").translate(ZERO_DIGIT_BYTES)
-        entry = self._cache.get(shape)
-        cid: int | None = None
-        if entry is not None:
-            positions, by_digits = entry
-            cid = by_digits.get("".join([content[i] for i in positions]) if positions else "")
-            if cid is not None and self.max_clusters is not None:
-                self._hits += 1
-                if not self._hits & 63:  # now and then: keep hot clusters out of Drain's LRU eviction
-                    if cid in self._id_to_cluster:
-                        self._id_to_cluster[cid]
-                    else:
-                        cid = None
-        if cid is None:
-            cid = self._mine(content, shape)
-        tid = self._alias.get(cid, cid)
+        cache_get = self._cache.get
+        alias_get = self._alias.get
+        zero = ZERO_DIGIT_BYTES
+        bounded = self.max_clusters is not None
+        tids: list[int] = []
+        shapes: list[bytes] = []
+        for content in contents:
+            shape = content.encode("utf-8", "surrogatepass").translate(zero)
+            entry = cache_get(shape)
+            cid: int | None = None
+            if entry is not None:
+                positions, by_digits = entry
+                cid = by_digits.get("".join([content[i] for i in positions]) if positions else "")
+                if cid is not None and bounded:
+                    self._hits += 1
+                    if not self._hits & 63:  # now and then: keep hot clusters out of Drain's LRU eviction
+                        if cid in self._id_to_cluster:
+                            self._id_to_cluster[cid]
+                        else:
+                            cid = None
+            if cid is None:
+                cid = self._mine(content, shape)
+            tids.append(alias_get(cid, cid))
+            shapes.append(shape)
         counts = self.counts
-        counts[tid] = counts.get(tid, 0) + 1
-        return tid, shape
+        for tid in tids:
+            counts[tid] = counts.get(tid, 0) + 1
+        return tids, shapes
 
     def add_many(self, contents: list[str]) -> list[int]:
         """Mine several messages; same as ``[add(c) for c in contents]``."""
@@ -250,7 +271,7 @@ class LogParser:
         result = miner.add_log_message(drain_in)
         cid = int(result["cluster_id"])
         # digits outside the masked spans are constant text: they are part of the cache key
-        covered = set()
+        covered: set[int] = set()
         for a, b in spans:
             covered.update(range(a, b))
         positions = tuple(i for i, ch in enumerate(shape) if ch == "0" and i not in covered)
@@ -338,12 +359,17 @@ class LogParser:
             pat = template_regex(template)
             m = pat.match(content) if pat is not None else None
             spans = [slice(*m.span(g)) for g in range(1, (m.lastindex or 0) + 1)] if m else []
-            # itemgetter of slices cuts every value in one C call; a single value still comes back as a list
-            getter = itemgetter(*spans, slice(0, 0)) if spans else _no_params
+            # itemgetter of slices cuts every value in one C call
+            if len(spans) > 1:
+                getter = itemgetter(*spans)
+            elif spans:
+                getter = _one_param(spans[0])
+            else:
+                getter = _no_params
             if len(self._param_spans) >= self.cache_size:
                 self._param_spans.clear()
             self._param_spans[key] = getter
-        return list(getter(content))[:-1] if getter is not _no_params else []
+        return list(getter(content))
 
     def _cluster_text(self, cid: int) -> str:
         cluster = self.miner.drain.id_to_cluster.get(cid)

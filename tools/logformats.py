@@ -422,7 +422,7 @@ def to_timestamps(fmt: LogFormat, parts: Sequence[pd.Series], *, year: int | Non
     if fmt.ts_kind == "none" or not parts:
         return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
     cols = [[v if isinstance(v, str) else "" for v in p.tolist()] for p in parts]
-    text = pd.Series(cols[0] if len(cols) == 1 else [" ".join(t) for t in zip(*cols)], dtype=object)
+    text = pd.Series(cols[0] if len(cols) == 1 else [" ".join(t) for t in zip(*cols, strict=True)], dtype=object)
     # Logs repeat timestamps (many lines per second): convert each distinct text once.
     codes, uniques = pd.factorize(text)
     conv = _convert(fmt, pd.Series(uniques, dtype=object), year)

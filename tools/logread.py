@@ -47,18 +47,18 @@ class ReadStats(BaseModel):
     files_read: int = 0
     bytes_read: int = 0
     lines_read: int = 0
-    blank_lines: int = Field(0, description="Empty lines (not events)")
-    events: int = Field(0, description="Events (one per line that starts one, plus unparsed lines)")
-    parsed: int = Field(0, description="Events whose header matched the format")
-    continuation_lines: int = Field(0, description="Lines appended to the previous event (e.g. stack traces)")
-    unparsed: int = Field(0, description="Lines kept as events although the header did not match")
-    truncated: int = Field(0, description="Lines longer than max_line_bytes, cut to that length")
-    decode_errors: int = Field(0, description="Lines with invalid UTF-8 (bytes replaced by U+FFFD)")
+    blank_lines: int = Field(default=0, description="Empty lines (not events)")
+    events: int = Field(default=0, description="Events (one per line that starts one, plus unparsed lines)")
+    parsed: int = Field(default=0, description="Events whose header matched the format")
+    continuation_lines: int = Field(default=0, description="Lines appended to the previous event (e.g. stack traces)")
+    unparsed: int = Field(default=0, description="Lines kept as events although the header did not match")
+    truncated: int = Field(default=0, description="Lines longer than max_line_bytes, cut to that length")
+    decode_errors: int = Field(default=0, description="Lines with invalid UTF-8 (bytes replaced by U+FFFD)")
     skipped_files: list[SkippedFile] = Field(default_factory=list)
     templates: int = 0
     format: str | None = None
     format_detected: bool = False
-    format_match_rate: float | None = Field(None, description="Share of sampled lines the detected format matched")
+    format_match_rate: float | None = Field(default=None, description="Share of sampled lines the detected format matched")
 
 
 @dataclass

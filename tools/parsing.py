@@ -60,7 +60,7 @@ class _Pending:
     truncated: list[bool] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.tid)
+        return len(self.first)
 
     def split(self, n: int) -> _Pending:
         """Remove and return the first ``n`` events."""
@@ -116,13 +116,15 @@ def _choose_format(
 
 def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats: ReadStats, chunk_size: int
               ) -> Iterator[_Pending]:
-    """The hot loop: one regex match per line, continuation joining, one cache lookup per event."""
+    """The hot loop: one regex match per line and continuation joining; templates are mined once per block."""
     pend = _Pending()
-    add = parser.add_keyed
     is_json = fmt.kind == "jsonl"
     match = fmt.regex.match
-    ci = fmt.regex.groupindex["Content"]
+    ci = fmt.regex.groupindex["Content"] - 1
     current_source: str | None = None
+    have_prev = False
+    source, line_no, header_l, first, parsed_l, trunc_l = (pend.source, pend.line_no, pend.header, pend.first,
+                                                           pend.parsed, pend.truncated)
     for block in blocks:
         if block.source != current_source:
             current_source = block.source
@@ -144,29 +146,35 @@ def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats:
             else:
                 m = match(line)
                 if m is not None:
-                    header, content, parsed = m.groups(), (m.group(ci) or ""), True
+                    header = m.groups()
+                    content = header[ci] or ""
+                    parsed = True
                 elif have_prev:
-                    idx = len(pend.tid) - 1
+                    idx = len(first) - 1
                     pend.extra.setdefault(idx, []).append(line)
                     stats.continuation_lines += 1
-                    if i in trunc:
-                        pend.truncated[idx] = True
+                    if trunc and i in trunc:
+                        trunc_l[idx] = True
                     continue
                 else:
                     header, content, parsed = None, line, False
-            pend.source.append(src)
-            pend.line_no.append(ln0 + i)
-            pend.header.append(header)
-            pend.first.append(content)
-            tid, shape = add(content)
-            pend.tid.append(tid)
-            pend.shape.append(shape)
-            pend.parsed.append(parsed)
-            pend.truncated.append(i in trunc)
+            source.append(src)
+            line_no.append(ln0 + i)
+            header_l.append(header)
+            first.append(content)
+            parsed_l.append(parsed)
+            trunc_l.append(bool(trunc) and i in trunc)
             have_prev = parsed or have_prev
-            if len(pend.tid) > chunk_size:
-                # keep the last event: continuation lines may still follow it
-                yield pend.split(len(pend.tid) - 1)
+        # mine this block's new events in one call (same order as line by line)
+        done = len(pend.tid)
+        if done < len(first):
+            tids, shapes = parser.add_batch(first[done:])
+            pend.tid.extend(tids)
+            pend.shape.extend(shapes)
+        while len(first) > chunk_size:  # keep the last event: continuation lines may still follow it
+            yield pend.split(chunk_size)
+            source, line_no, header_l, first, parsed_l, trunc_l = (pend.source, pend.line_no, pend.header,
+                                                                   pend.first, pend.parsed, pend.truncated)
     if len(pend):
         yield pend
 
@@ -198,7 +206,7 @@ def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, 
         index = {name: k - 1 for name, k in fmt.regex.groupindex.items()}
         width = fmt.regex.groups
     empty = (None,) * width
-    cols = list(zip(*[h if h is not None else empty for h in pend.header])) if n else [() for _ in range(width)]
+    cols = list(zip(*[h if h is not None else empty for h in pend.header], strict=True)) if n else [() for _ in range(width)]
     by_name = {name: _obj(cols[index[name]]) for name in names}
     extra = pend.extra
     contents = pend.first if not extra else [
@@ -223,7 +231,7 @@ def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, 
     df["template"] = _obj(templates)
     if with_params:
         params = parser.params_of
-        df["params"] = _obj([params(t, c, k) for t, c, k in zip(templates, pend.first, pend.shape)])
+        df["params"] = _obj([params(t, c, k) for t, c, k in zip(templates, pend.first, pend.shape, strict=True)])
     else:
         df["params"] = _obj([None] * n)
     df["content"] = _obj(contents)
@@ -417,7 +425,7 @@ def parse_logs(
     events["template"] = events["template_id"].map(final)
     first_lines = events["content"].str.split("\n", n=1).str[0]
     params = parser.params_of
-    events["params"] = _obj([params(t, c, None) for t, c in zip(events["template"].tolist(), first_lines.tolist())])
+    events["params"] = _obj([params(t, c, None) for t, c in zip(events["template"].tolist(), first_lines.tolist(), strict=True)])
     stats.templates = len(final)
     if state_path is not None:
         parser.save(state_path)

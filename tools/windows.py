@@ -99,7 +99,7 @@ def sliding_windows(events: pd.DataFrame, size: str | pd.Timedelta, step: str | 
     s_np = starts.to_numpy()
     lo = np.searchsorted(ts, s_np, side="left")
     hi = np.searchsorted(ts, (starts + size_td).to_numpy(), side="left")
-    groups = [pos[a:b] for a, b in zip(lo, hi)]
+    groups = [pos[a:b] for a, b in zip(lo, hi, strict=True)]
     return _build(events, groups, list(starts), list(starts + size_td), None)
 
 

@@ -75,7 +75,11 @@ class LLMSettings(_Section):
         "auto", description="auto = label likelihood on in-process models, the best the server supports on openai"
     )
     use_prior: bool = Field(True, description="Blend the semantic prior into log verdicts")
-    prior_weight: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the semantic prior in a blended verdict")
+    prior_weight: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="Weight of the semantic prior in a blended verdict; None = 0.8 with the embedded 135M model "
+        "(its verdicts are weak), 0.5 with any other model",
+    )
     probe: bool = Field(True, description="Probe an openai server's capabilities at start-up")
     supports_tools: bool | None = Field(None, description="Override: does the chat model plan with tool calls")
     breaker_failures: int = Field(3, ge=1, description="Consecutive failed calls that open the circuit breaker")

@@ -270,6 +270,8 @@ class LogParser:
         drain_in = masked.replace(WILDCARD, DRAIN_MASK) if self.mask_aware else masked
         result = miner.add_log_message(drain_in)
         cid = int(result["cluster_id"])
+        if result["change_type"] == "cluster_created" and self.max_clusters is not None:
+            self._prune(self.max_clusters)
         # digits outside the masked spans are constant text: they are part of the cache key
         covered: set[int] = set()
         for a, b in spans:
@@ -292,6 +294,15 @@ class LogParser:
             else:
                 self._text_to_id[text] = cid
         return cid
+
+    def _prune(self, max_clusters: int) -> None:
+        """Keep the side tables bounded when Drain evicts clusters (LRU): drop entries of evicted clusters."""
+        if len(self._texts) <= 2 * max_clusters and len(self._variants) <= 8 * max_clusters:
+            return
+        live = self.miner.drain.id_to_cluster
+        self._texts = {k: v for k, v in self._texts.items() if k in live}
+        self._text_to_id = {k: v for k, v in self._text_to_id.items() if v in live}
+        self._variants = {k: m for k, m in self._variants.items() if any(c in live for c in m.values())}
 
     def _register_word_variants(self, cid: int) -> None:
         """Word-variant clusters: same tokens but one word. Few distinct words there = different events (kept

@@ -61,6 +61,21 @@ STATE_KIND = "anomalist-parser-state"
 STATE_VERSION = 1
 
 
+_PUNCT = "()[]{}<>;:,.!?'\"="
+
+
+def _is_word(token: str) -> bool:
+    """A word: letters once surrounding punctuation is stripped (``error``, ``(usable)``, ``failures;``), or
+    letters and one trailing digit (``eth0``)."""
+    if token.isalpha():
+        return True
+    core = token.strip(_PUNCT)
+    if core.isalpha():
+        return True
+    # a name with one trailing digit (eth0, alt0, ssh2) is a word; longer numbers make ids (node716, U11)
+    return len(core) >= 3 and core[-1].isdigit() and core[:-1].isalpha() and core.isascii()
+
+
 _VAR_LIKE: dict[str, bool] = {}
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 
@@ -102,7 +117,7 @@ class _MaskAwareDrain(Drain):
                     both_masked += 1
                 else:
                     sim += 1
-            elif t1.isalpha() and t2.isalpha():
+            elif _is_word(t1) and _is_word(t2):
                 return 0.0, params  # two different words: a different event (see LogParser, word variants)
         if include_params:
             sim += params
@@ -318,7 +333,7 @@ class LogParser:
             if i == 0:  # a message's first word names the event (boot / halt / wait ...)
                 continue
             is_var = tok == DRAIN_MASK or tok == param
-            if not (is_var or tok.isalpha()):
+            if not (is_var or _is_word(tok)):
                 continue
             sig = "\x1f".join((*tokens[:i], "\x00", *tokens[i + 1:]))
             members = self._variants.setdefault(sig, {})

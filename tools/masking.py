@@ -37,6 +37,8 @@ _VARIABLE_PATTERNS: tuple[str, ...] = (
     # hex id: 6+ hex digits with at least one digit and one letter a-f, or 8+ hex digits of any kind
     r"(?<![A-Za-z0-9])(?:(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*[0-9])[0-9a-fA-F]{6,}|[0-9a-fA-F]{8,})(?![A-Za-z0-9])",
     r'(?<==")[^"]+(?=")',  # a quoted value of a key="value" pair
+    # a size with its unit after a space is one value ("12.3 KB", "512 B")
+    r"(?<![A-Za-z0-9.])\d+(?:\.\d+)? (?:[KMGTPE]i?B|B)(?![A-Za-z0-9])",
     r"(?<![A-Za-z0-9.])[-+]?\d+(?:\.\d+)*(?![A-Za-z0-9])",  # integers, decimals, dotted numbers (IPs, versions)
     # quantities with a unit (126MB, 16K, 250ms, 80x25) and versions (v1.0.2)
     r"(?<![A-Za-z0-9.])\d+(?:\.\d+)?(?:[kKMGTP]i?[Bb]?|[kKMGTP]bps|bytes?|ms|us|ns|sec|secs|s|min|mins|h|hrs|[kMG]?Hz|x\d+)"

@@ -202,7 +202,7 @@ def test_router_path_phrases_from_results() -> None:
     out = graph.invoke({"messages": [HumanMessage("what happened at 14:05?")]})
     assert seen == ["top_templates:14:00-14:10"]
     prompt = model._calls[0]
-    assert '<data id="E1">' in prompt[-1].content and "disk full on <*>" in prompt[-1].content
+    assert "Evidence E1:\n<log_data>" in prompt[-1].content and "disk full on <*>" in prompt[-1].content
     assert model._bound == []  # never offered tools
     final = out["messages"][-1].content
     assert final.startswith("Disk full dominates.") and "[E1] top_templates" in final
@@ -232,3 +232,42 @@ def test_fit_to_budget_always_valid_json() -> None:
     assert cut and json.loads(text)["status"] == "ok" and len(text) <= 350
     with pytest.raises(ValueError):
         tool_budget_tokens(0)
+
+
+def test_agent_stream_events_and_memory() -> None:
+    from agent.chat.agent import ChatAgent
+
+    model = ScriptedChatModel(script=[
+        AIMessage("", tool_calls=[_call("top_templates", {"start": "14:00", "end": "14:10"}, "c1")]),
+        AIMessage("Disk full dominates [E1]."),
+        AIMessage("Still disk [E1]."),  # the second turn answers without tools
+        AIMessage("Hello."),
+    ])
+    agent = ChatAgent(model, _tools([]), system_prompt="sys", supports_tools=True, max_steps=4, max_conversations=1)
+    events = list(agent.stream("what happened at 14:05?"))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "conversation" and kinds[-1] == "final"
+    assert kinds.index("tool_call") < kinds.index("tool_result") < kinds.index("token")
+    final = events[-1].data
+    assert "".join(e.data["text"] for e in events if e.type == "token") == final["answer"]
+    assert final["evidence"][0]["id"] == "E1" and final["path"] == "planning"
+    cid = final["conversation_id"]
+    second = agent.ask("and now?", cid)
+    assert second.type == "final" and second.data["answer"].startswith("Still disk")
+    seen = model._calls[-1]
+    assert any(isinstance(m, HumanMessage) and m.content == "what happened at 14:05?" for m in seen)
+    assert not any(isinstance(m, ToolMessage) for m in seen)  # tool results are not carried across turns
+    other = agent.ask("a new conversation evicts the old one (max_conversations=1)")
+    assert other.data["conversation_id"] != cid and agent.conversations == 1
+    assert not any(isinstance(m, AIMessage) and "Still disk" in str(m.content) for m in model._calls[-1])
+
+
+def test_model_supports_tools_detection() -> None:
+    from agent.chat.agent import model_supports_tools
+
+    class NoTools(ScriptedChatModel):
+        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+            raise NotImplementedError
+
+    assert model_supports_tools(ScriptedChatModel()) is True
+    assert model_supports_tools(NoTools()) is False

@@ -6,24 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.tools import BaseTool, StructuredTool
-from pydantic import BaseModel, ConfigDict, Field
+from langchain_core.tools import BaseTool
 
 from agent.chat.router import ToolRouter, extract_search_terms, extract_time_range
 from tools.log_tools import LogWorkspace, make_log_tools
 from tools.metric_tools import make_metric_tools
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class _Query(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    query: str = Field(description="symptoms")
-
-
-class _Alert(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    alertname: str
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +23,14 @@ def router() -> ToolRouter:
 
 
 @pytest.fixture(scope="module")
-def tools() -> list[BaseTool]:
+def tools(tmp_path_factory: pytest.TempPathFactory) -> list[BaseTool]:
+    from tools.memory_tools import make_memory_tools
+    from tools.store import IncidentStore
+
     ws = LogWorkspace(sources={"app": [str(REPO / "examples" / "logs")]},
                       metrics={"main": str(REPO / "examples" / "metrics.csv")})
-    # The router reads only names, descriptions and argument schemas: these two carry the store tools' contract.
-    memory = [
-        StructuredTool.from_function(lambda query: {}, name="similar_incidents", args_schema=_Query,
-                                     description="Past incidents similar to the symptoms, with cause and fix."),
-        StructuredTool.from_function(lambda alertname: {}, name="runbook_for_alert", args_schema=_Alert,
-                                     description="The runbook with diagnosis and mitigation steps for an alert."),
-    ]
-    return make_log_tools(ws) + make_metric_tools(ws) + memory
+    store = IncidentStore.open("embedded", path=tmp_path_factory.mktemp("store"), create=True)
+    return make_log_tools(ws) + make_metric_tools(ws) + make_memory_tools(store)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +41,9 @@ def tools() -> list[BaseTool]:
           ("similar_incidents", {"query": "why did checkout latency jump at 14:05, and have we seen this before?"})]),
         ("which new error messages appeared after 14:00?", [("new_templates", {"start": "14:00:00"})]),
         ("show me lines containing 'connection refused'", [("search_logs", {"terms": ["connection refused"]})]),
-        ("what should we do about KubePodCrashLooping?", [("runbook_for_alert", {"alertname": "KubePodCrashLooping"})]),
+        ("what should we do about KubePodCrashLooping?",
+         [("runbook_for_alert", {"alert_name": "KubePodCrashLooping",
+                                 "description": "what should we do about KubePodCrashLooping?"})]),
         ("which kinds of events are the most common?", [("top_templates", {})]),
         ("how many lines did we get and in which format?", [("parse_logs", {})]),
         ("what do the logs say about payments?", [("search_logs", {"terms": ["payments"]})]),

@@ -39,7 +39,7 @@ def tools(tmp_path: Path) -> dict[str, Any]:
         csv, index=False)
     ws = LogWorkspace(sources={"app": [str(log)]}, metrics={"main": str(csv)},
                       redact=lambda s: s.replace("hunter", "[REDACTED]"))
-    built = make_log_tools(ws) + make_metric_tools(ws, detector="zscore", detector_params={"window": 30})
+    built = make_log_tools(ws) + make_metric_tools(ws, detector="zscore", detector_params={"window": 30}, robust_k=8)
     return {t.name: t for t in built}
 
 
@@ -108,7 +108,7 @@ def test_detect_metric_anomalies(tools: dict[str, Any]) -> None:
     out = tools["detect_metric_anomalies"].invoke({"start": "13:10", "end": "13:40"})
     assert out["status"] == "ok"
     span = out["spans"][0]
-    assert "2026-11-02T13:20" <= span["start"] <= "2026-11-02T13:26"
+    assert "2026-11-02T13:20" <= span["start"] <= "2026-11-02T13:26" and span["strength"] > 10
     assert next(iter(span["drivers"])) == "latency_ms"
     assert span["values"]["latency_ms"]["span_max"] == pytest.approx(400, abs=1)
     quiet = tools["detect_metric_anomalies"].invoke({"start": "10:30", "end": "10:40"})

@@ -86,7 +86,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, hook: str) -> Iterator[str]
     port = free_port()
     config = {
         "llm": {"backend": "local"},
-        "triage": {"llm_budget_s": 8.0},
+        "triage": {"llm_budget_s": 3.0},
         "server": {
             "token": TOKEN, "max_body_mb": 1.0, "sync_max_bytes": 300_000, "request_timeout_s": 90.0, "workers": 2,
             "sources": {"checkout": [str(EXAMPLES / "logs" / "checkout.log")]},
@@ -94,6 +94,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, hook: str) -> Iterator[str]
             "outgoing_webhook": hook,
         },
     }
+    # The example incidents and runbooks in a real store (written here, only read by the server).
+    from tools.store import IncidentStore, import_incidents, import_runbooks
+
+    store = IncidentStore.open("embedded", path=tmp / "data" / "store", create=True)
+    import_runbooks(EXAMPLES / "runbooks", store)
+    import_incidents(EXAMPLES / "incidents.jsonl", store)
+    store.close()
     proc = start_server(tmp, config, port)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -130,6 +137,7 @@ def test_healthz_is_open_and_reports_dependencies(server: str) -> None:
     body = r.json()
     assert {"llm", "store", "queue_depth", "status"} <= set(body)
     assert body["llm"]["backend"] == "local"
+    assert body["store"]["status"] in ("ok", "not_opened")
 
 
 def test_auth_required_and_wrong_token(server: str) -> None:
@@ -138,6 +146,44 @@ def test_auth_required_and_wrong_token(server: str) -> None:
     assert r.status_code == 401 and "invalid" in r.json()["detail"]
     assert httpx.get(f"{server}/metrics", headers={"Authorization": "Basic abc"}).status_code == 401
     assert httpx.get(f"{server}/v1/reports/x", headers={"Authorization": f"Bearer {TOKEN}x"}).status_code == 401
+
+
+def _sse(text: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in text.split("\n\n"):
+        event, data = None, None
+        for line in block.splitlines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+        if event:
+            out.append((event, data or {}))
+    return out
+
+
+def test_chat_streams_tool_calls_tokens_and_answer(server: str) -> None:
+    with httpx.stream("POST", f"{server}/v1/chat", headers=AUTH, timeout=120,
+                      json={"question": "which new error messages appeared after 14:00?"}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = _sse(r.read().decode())
+    kinds = [e for e, _ in events]
+    assert kinds[0] == "conversation" and kinds[-1] == "final", kinds
+    assert "tool_call" in kinds and "tool_result" in kinds and "token" in kinds
+    call = next(d for e, d in events if e == "tool_call")
+    assert call["name"] == "new_templates" and call["args"]["start"] == "14:00:00"
+    final = events[-1][1]
+    tokens = "".join(d["text"] for e, d in events if e == "token")
+    assert tokens == final["answer"]
+    assert "[E1]" in final["answer"] and final["evidence"][0]["status"] == "ok"
+    cid = final["conversation_id"]
+    with httpx.stream("POST", f"{server}/v1/chat", headers=AUTH, timeout=120,
+                      json={"question": "has the database disk filled up like this in an earlier incident?",
+                            "conversation_id": cid}) as r:
+        second = _sse(r.read().decode())
+    assert second[0][1]["conversation_id"] == cid and second[-1][0] == "final"
+    results = {d["tool"]: d for e, d in second if e == "tool_result"}
+    assert results["similar_incidents"]["status"] == "ok"  # the store's tool, over the imported incidents
 
 
 def test_triage_upload_sync_and_formats(server: str) -> None:
@@ -225,41 +271,6 @@ def test_alertmanager_example_duplicate_and_resolved(server: str) -> None:
     assert len(res["resolved"]) == 2 and not res["accepted"]
     events = [e["event"] for e in httpx.get(f"{server}/v1/alerts/recent", headers=AUTH).json()]
     assert events.count("resolved") == 2 and events.count("report") >= 2 and events.count("posted") >= 2
-
-
-def _sse(text: str) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for block in text.split("\n\n"):
-        event, data = None, None
-        for line in block.splitlines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-        if event:
-            out.append((event, data or {}))
-    return out
-
-
-def test_chat_streams_tool_calls_tokens_and_answer(server: str) -> None:
-    with httpx.stream("POST", f"{server}/v1/chat", headers=AUTH, timeout=120,
-                      json={"question": "which new error messages appeared after 14:00?"}) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events = _sse(r.read().decode())
-    kinds = [e for e, _ in events]
-    assert kinds[0] == "conversation" and kinds[-1] == "final", kinds
-    assert "tool_call" in kinds and "tool_result" in kinds and "token" in kinds
-    call = next(d for e, d in events if e == "tool_call")
-    assert call["name"] == "new_templates" and call["args"]["start"] == "14:00:00"
-    final = events[-1][1]
-    tokens = "".join(d["text"] for e, d in events if e == "token")
-    assert tokens == final["answer"]
-    assert "[E1]" in final["answer"] and final["evidence"][0]["status"] == "ok"
-    cid = final["conversation_id"]
-    with httpx.stream("POST", f"{server}/v1/chat", headers=AUTH, timeout=120,
-                      json={"question": "show me lines containing 'No space left'", "conversation_id": cid}) as r:
-        second = _sse(r.read().decode())
-    assert second[0][1]["conversation_id"] == cid and second[-1][0] == "final"
 
 
 def test_concurrent_mixed_requests(server: str) -> None:

@@ -1,8 +1,11 @@
 """LangChain tool over metrics: ``detect_metric_anomalies`` in a time range (the configured detector).
 
-The detector is fitted on the whole series of the named source (so the range is judged against the rest), its
-scores are thresholded by the detector's own ``threshold_`` (higher = more anomalous), and the anomalous spans that
-overlap the asked range come back with the channels that drove them (``Detector.explain``).
+The detector is fitted on the whole series of the named source (so the range is judged against the rest) and
+scores the same rows (higher = more anomalous). A row is anomalous when its score is a robust outlier among the
+series' scores (median + ``robust_k`` x 1.4826 x MAD): the detector's own ``threshold_`` is a high quantile of its
+training scores, and here the training rows include the incident, so it would sit inside it (the triage pipeline
+uses the same rule). The anomalous spans that overlap the asked range come back with the channels that drove them
+(``Detector.explain``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,19 @@ class MetricAnomalyArgs(BaseModel):
     source: str | None = Field(None, description="Metrics source name; omitted = the only (or first) one")
 
 
+def robust_threshold(scores: pd.Series, k: float) -> tuple[float, float]:
+    """``(median + k * 1.4826 * MAD, median)`` of the finite ``scores`` (``k`` robust SDs above the median)."""
+    v = scores.to_numpy(dtype="float64")
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("inf"), 0.0
+    med = float(np.median(v))
+    scale = 1.4826 * float(np.median(np.abs(v - med)))
+    if scale <= 1e-12:
+        scale = float(np.std(v)) or 1.0
+    return med + k * scale, med
+
+
 def _spans(flags: np.ndarray, index: pd.DatetimeIndex) -> list[tuple[int, int]]:
     """Runs of True in ``flags`` as (first row, last row) pairs."""
     out: list[tuple[int, int]] = []
@@ -58,16 +74,18 @@ class MetricAnomalyTool:
         ws: the workspace whose ``metrics`` sources may be read.
         detector: a registered time-series detector name (``auto`` = the ensemble).
         detector_params: parameters of that detector (e.g. seed).
+        robust_k: robust standard deviations above the median score that make a row anomalous.
         max_cached: fitted results kept.
     """
 
     def __init__(self, ws: LogWorkspace, detector: str = "auto", detector_params: dict[str, Any] | None = None,
-                 max_cached: int = 4):
+                 robust_k: float = 5.0, max_cached: int = 4):
         self.ws = ws
         self.detector = detector
         self.detector_params = detector_params or {}
+        self.robust_k = robust_k
         self.max_cached = max_cached
-        self._cache: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, pd.Series, float, Any]] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, pd.Series, float, float, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _path(self, source: str | None) -> tuple[str, Path]:
@@ -81,8 +99,8 @@ class MetricAnomalyTool:
             raise ValueError(f"unknown metrics source {source!r}; known: {', '.join(sorted(self.ws.metrics))}")
         return name, Path(self.ws.metrics[name])
 
-    def _scored(self, source: str | None, channels: list[str] | None) -> tuple[pd.DataFrame, pd.Series, float, Any,
-                                                                                 list[str]]:
+    def _scored(self, source: str | None, channels: list[str] | None) -> tuple[pd.DataFrame, pd.Series, float, float,
+                                                                                 Any, list[str]]:
         from detectors import get_detector
         from tools.metrics_io import read_metrics
 
@@ -92,8 +110,8 @@ class MetricAnomalyTool:
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
-                frame, scores, thr, det = self._cache[key]
-                return frame, scores, thr, det, []
+                frame, scores, thr, med, det = self._cache[key]
+                return frame, scores, thr, med, det, []
             frame, report = read_metrics(path)
             notes = report.lines() if hasattr(report, "lines") else []
             numeric = frame.select_dtypes(include="number")
@@ -105,16 +123,16 @@ class MetricAnomalyTool:
             det = get_detector(self.detector, **self.detector_params)
             det.fit(numeric)
             scores = det.score(numeric)
-            thr = float(det.threshold_)
-            self._cache[key] = (numeric, scores, thr, det)
+            thr, med = robust_threshold(scores, self.robust_k)
+            self._cache[key] = (numeric, scores, thr, med, det)
             while len(self._cache) > self.max_cached:
                 self._cache.popitem(last=False)
-            return numeric, scores, thr, det, notes
+            return numeric, scores, thr, med, det, notes
 
     def __call__(self, start: str | None = None, end: str | None = None, channels: list[str] | None = None,
                  source: str | None = None) -> ToolPayload:
         try:
-            frame, scores, thr, det, notes = self._scored(source, channels)
+            frame, scores, thr, med, det, notes = self._scored(source, channels)
         except InputError as exc:
             return error(f"the metrics cannot be used: {exc}")
         if frame.empty or not isinstance(frame.index, pd.DatetimeIndex):
@@ -146,7 +164,9 @@ class MetricAnomalyTool:
                 for ch in drivers
             }
             spans.append({"start": s_start.isoformat(), "end": s_end.isoformat(), "rows": b - a + 1,
-                          "peak_score": round(peak, 4), "score_over_threshold": round(peak / thr, 3) if thr else None,
+                          "peak_score": round(peak, 4),
+                          # 1.0 = at the threshold; 2.0 = twice as far above the median score as the threshold.
+                          "strength": round((peak - med) / (thr - med), 2) if thr > med else None,
                           "drivers": drivers, "values": changes})
         spans.sort(key=lambda s: -s["peak_score"])
         rng = {"start": lo.isoformat(), "end": hi.isoformat()}
@@ -171,10 +191,10 @@ def _r(value: Any) -> float | None:
         return None
 
 
-def make_metric_tools(ws: LogWorkspace, detector: str = "auto",
-                      detector_params: dict[str, Any] | None = None) -> list[BaseTool]:
+def make_metric_tools(ws: LogWorkspace, detector: str = "auto", detector_params: dict[str, Any] | None = None,
+                      robust_k: float = 5.0) -> list[BaseTool]:
     """The metric tools bound to ``ws.metrics``."""
-    run: Callable[..., ToolPayload] = MetricAnomalyTool(ws, detector, detector_params)
+    run: Callable[..., ToolPayload] = MetricAnomalyTool(ws, detector, detector_params, robust_k=robust_k)
     names = ", ".join(sorted(ws.metrics)) or "(none)"
     return [
         StructuredTool.from_function(

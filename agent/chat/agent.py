@@ -168,7 +168,7 @@ class ChatAgent:
             context_tokens=context_tokens,
             callbacks=llm_callbacks,
             max_conversations=max_conversations or settings.server.max_conversations,
-            serialize=settings.llm.backend in ("local", "vllm"),
+            serialize=False,  # the LLM layer's models hold their engine's lock per call
         )
 
     def ask(self, question: str, conversation_id: str | None = None) -> ChatEvent:

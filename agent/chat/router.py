@@ -126,12 +126,14 @@ class ToolRouter:
         embedder: a ``tools.embeddings.Embedder`` (None = rules only).
         max_tools: most tools called for one question.
         min_similarity: cosine similarity above which a tool is picked on meaning alone.
+        margin: ... and only when it is within this much of the best tool's similarity.
     """
 
-    def __init__(self, embedder: Any = None, max_tools: int = 3, min_similarity: float = 0.4):
+    def __init__(self, embedder: Any = None, max_tools: int = 3, min_similarity: float = 0.4, margin: float = 0.1):
         self.embedder = embedder
         self.max_tools = max_tools
         self.min_similarity = min_similarity
+        self.margin = margin
         self._desc_cache: dict[tuple[str, str], np.ndarray] = {}
 
     def similarities(self, question: str, tools: Sequence[BaseTool]) -> dict[str, float]:
@@ -154,8 +156,10 @@ class ToolRouter:
             picked.append("runbook_for_alert")  # an alert name (CamelCase) in the question
         sims = self.similarities(question, tools)
         ranked = sorted(sims.items(), key=lambda kv: -kv[1])
+        best = ranked[0][1] if ranked else 0.0
         for name, sim in ranked:
-            if sim >= self.min_similarity and name not in picked:
+            # On meaning alone only tools close to the best match: a runner-up far behind it is noise.
+            if sim >= self.min_similarity and sim >= best - self.margin and name not in picked:
                 picked.append(name)
         if not picked and ranked and ranked[0][1] >= self.min_similarity / 2:  # nothing else: the closest tool
             picked.append(ranked[0][0])
@@ -187,17 +191,19 @@ class ToolRouter:
         args: dict[str, Any] = {}
         for field in props:
             value: Any = None
-            if field in ("start", "since", "start_time"):
+            if field in ("start", "start_time"):
                 value = span.start
-            elif field in ("end", "until", "end_time"):
+            elif field in ("end", "end_time"):
                 value = span.end
             elif field in ("terms", "keywords"):
                 value = extract_search_terms(question) or None
-            elif field in ("query", "text", "question", "description"):
+            elif field == "query":
                 value = " ".join(extract_search_terms(question)) if tool.name == "search_logs" else question
                 value = value or None
-            elif field in ("alertname", "alert_name", "alert"):
-                value = alert or question
+            elif field in ("description", "question", "text"):
+                value = question
+            elif field in ("alertname", "alert_name"):
+                value = alert or (question if field in required else None)
             if value is not None:
                 args[field] = value
         if required - set(args):

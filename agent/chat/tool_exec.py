@@ -18,6 +18,8 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from prompts import neutralise
+
 logger = logging.getLogger(__name__)
 
 Status = Literal["ok", "no_data", "error"]
@@ -196,6 +198,8 @@ class ToolExecutor:
             elapsed = (time.perf_counter() - started) * 1000
             payload = {"evidence_id": ev_id, "tool": name, **payload}
             text, truncated = fit_to_budget(payload, budget)
+            # Log text is untrusted: defuse chat role tags and data delimiters it may carry (JSON stays valid).
+            text = neutralise(text)
             if truncated:
                 logger.debug("tool %s output cut to %d tokens", name, budget)
             status: Status = payload["status"]

@@ -106,17 +106,39 @@ class Toolset:
     notes: list[str] = field(default_factory=list)
 
     def system_prompt(self, plans: bool) -> str:
-        """The rendered ``chat_system`` prompt for these tools."""
-        from prompts import render_prompt
+        """The ``chat_system`` prompt (``prompts/chat_system.j2``) with these tools and sources as context."""
+        import prompts
 
-        return render_prompt(
-            "chat_system",
-            tools=[{"name": t.name, "description": t.description} for t in self.tools],
-            sources=self.workspace.source_names(),
-            metrics=sorted(self.workspace.metrics),
-            plans=plans,
-            notes=self.notes,
-        )
+        lines = [f"Log sources: {', '.join(self.workspace.source_names()) or 'none'}.",
+                 f"Metrics: {', '.join(sorted(self.workspace.metrics)) or 'none'}."]
+        if plans:
+            lines.append("Call tools to gather evidence, then answer. Tools: " + ", ".join(t.name for t in self.tools))
+        else:
+            lines.append("The tool results for this question are given to you; answer only from them.")
+        lines.append("Tool results carry evidence ids E1, E2, ...: cite them in square brackets, e.g. [E1].")
+        lines.extend(self.notes)
+        # Only the system block is used: the question arrives as the conversation's human message.
+        rendered = prompts.load("chat_system").render(context=" ".join(lines), question="(asked below)")
+        return rendered.system.strip()
+
+    @property
+    def prompt_version(self) -> str:
+        import prompts
+
+        return prompts.load("chat_system").version
+
+
+def _detector_params(name: str, settings: Settings) -> dict[str, Any]:
+    """Seed and device for detectors that take them (the others would refuse unknown parameters)."""
+    from detectors import detector_class
+
+    accepted = detector_class(name)._param_names()
+    params: dict[str, Any] = {}
+    if "seed" in accepted:
+        params["seed"] = settings.detectors.seed
+    if "device" in accepted:
+        params["device"] = settings.detectors.device
+    return params
 
 
 def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: dict[str, str], store: Any = None,
@@ -126,7 +148,7 @@ def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: di
     try:
         from tools.redact import Redactor
 
-        redact = Redactor.from_settings(settings.llm).redact
+        redact = Redactor.from_settings(settings.llm).redact_text
     except ImportError:
         logger.warning("tools.redact is not available: log text reaches the model unredacted")
     ws = LogWorkspace(
@@ -142,7 +164,9 @@ def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: di
     else:
         notes.append("No log sources are configured.")
     if metrics:
-        tools.extend(make_metric_tools(ws, settings.detectors.metric_detector, {}))
+        tools.extend(make_metric_tools(ws, settings.detectors.metric_detector,
+                                       _detector_params(settings.detectors.metric_detector, settings),
+                                       robust_k=settings.triage.metric_robust_k))
     else:
         notes.append("No metrics are configured.")
     mem = memory_tools(store)

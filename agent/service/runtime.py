@@ -90,7 +90,7 @@ class ServiceRuntime:
                 try:
                     from agent.llm import LLMService
 
-                    self._llm = LLMService(self.settings.llm)
+                    self._llm = LLMService(self.settings.llm, cache_dir=self.settings.llm_cache_dir)
                     self._llm_error = None
                 except Exception as exc:  # noqa: BLE001 - any failure means: run without a shared LLM
                     self._llm_error = f"{type(exc).__name__}: {exc}"
@@ -128,14 +128,12 @@ class ServiceRuntime:
             return self._chat
 
     def llm_stats(self) -> dict[str, int]:
+        """LLM calls and failures: chat turns (callbacks) plus the triage LLM service's own counters."""
         calls, failures = self.llm_counter.calls, self.llm_counter.failures
-        svc = self._llm
-        stats = getattr(svc, "stats", None)
-        if callable(stats):
-            stats = stats()
+        stats = getattr(self._llm, "stats", None)
         if isinstance(stats, dict):
             calls += int(stats.get("calls", 0))
-            failures += int(stats.get("failures", 0))
+            failures += int(stats.get("failures", stats.get("errors", 0)))
         return {"calls": calls, "failures": failures}
 
     def health(self) -> dict[str, Any]:
@@ -145,7 +143,9 @@ class ServiceRuntime:
             llm.update(status="unavailable", error=self._llm_error)
         elif self._llm is not None:
             probe = getattr(self._llm, "health", None)
-            llm.update(probe() if callable(probe) else {"status": "ok"})
+            detail = probe() if callable(probe) else {"ok": True}
+            llm.update({k: v for k, v in detail.items() if k in ("ok", "model", "breaker", "error", "stats")})
+            llm["status"] = "ok" if detail.get("ok", True) else "unavailable"
         else:
             llm["status"] = "not_loaded" if self.settings.llm.backend != "none" else "disabled"
         store: dict[str, Any] = {"mode": self.settings.store.mode}

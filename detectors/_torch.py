@@ -117,7 +117,7 @@ class TorchWindowDetector(_Scaled):
             val = self._mean_loss(net, val_w, dev) if len(val_w) else total / max(n_b, 1)
             self.history_.append((total / max(n_b, 1), val))
             logger.debug("%s epoch %d: train %.4f val %.4f", self.name, epoch, total / max(n_b, 1), val)
-            if val < best - 1e-4 * abs(best):
+            if not np.isfinite(best) or val < best - 1e-4 * abs(best):
                 best, best_state, bad = val, copy.deepcopy(net.state_dict()), 0
             else:
                 bad += 1

@@ -206,9 +206,10 @@ class AutoDetector(TimeSeriesDetector):
     def _channel_scores(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
         total = np.zeros(a.shape, dtype=np.float64)
         for _, det in self.members_:
-            c = det._channel_scores(a, index)
-            row = c.sum(axis=1, keepdims=True)
-            total += np.divide(c, row, out=np.zeros_like(c), where=row > 0)  # each member's shares per row
+            c = np.nan_to_num(det._channel_scores(a, index), nan=0.0)
+            # One scale per member (its median row total), so members weigh alike and strong rows outweigh weak ones.
+            scale = float(np.median(c.sum(axis=1)))
+            total += c / (scale if scale > 0 else 1.0)
         return total
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -152,11 +152,12 @@ class DeepLogDetector(Detector):
         loss_fn = nn.CrossEntropyLoss()
         best, best_state, bad = float("inf"), copy.deepcopy(net.state_dict()), 0
         self.n_epochs_ = 0
+        bs = int(min(self.batch_size, max(16, len(Xt_t) // 8)))  # small sets still get several steps per epoch
         for _epoch in range(self.epochs):
             net.train()
             perm = torch.randperm(len(Xt_t), generator=gen)
             total = 0.0
-            for sl in batches(len(perm), self.batch_size):
+            for sl in batches(len(perm), bs):
                 idx = perm[sl]
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(net(Xt_t[idx].to(dev)), yt_t[idx].to(dev))
@@ -165,7 +166,7 @@ class DeepLogDetector(Detector):
                 total += float(loss.detach()) * len(idx)
             val = self._val_loss(net, Xv, yv, dev) if len(yv) else total / max(len(perm), 1)
             self.n_epochs_ += 1
-            if val < best - 1e-4 * abs(best):
+            if not np.isfinite(best) or val < best - 1e-4 * abs(best):
                 best, best_state, bad = val, copy.deepcopy(net.state_dict()), 0
             else:
                 bad += 1

@@ -45,10 +45,10 @@ class DiffusionDetector(TorchWindowDetector):
     def __init__(
         self,
         window: int = 10,
-        hidden: int = 256,
+        hidden: int = 128,
         latent: int = 16,
         epochs: int = 40,
-        batch_size: int = 256,
+        batch_size: int = 512,
         lr: float = 1e-3,
         patience: int = 5,
         val_fraction: float = 0.2,

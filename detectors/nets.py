@@ -19,7 +19,7 @@ class NetConfig:
 
     window: int
     channels: int
-    hidden: int = 256  # two hidden layers of this width: enough for 38 SMD channels x 10 rows, fast on 2 cores
+    hidden: int = 128  # two hidden layers of this width: enough for 38 SMD channels x 10 rows, fast on 2 cores
     latent: int = 16  # bottleneck well below W*C so the model cannot copy anomalies through
 
 

@@ -1,0 +1,100 @@
+"""Tiny hand-built cases with exact expectations: an 8-point series, thresholds, windows, log detectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import detectors
+from detectors._prep import spread_windows, windows
+from detectors.thresholds import Spot, pot_threshold, quantile_threshold, robust_threshold
+
+IDX8 = pd.date_range("2024-01-01", periods=8, freq="h")
+
+
+def test_eight_point_series_known_outliers() -> None:
+    # Two channels that move together; rows 3 and 6 break the relation (outliers), the rest follow it.
+    train = pd.DataFrame({"a": np.linspace(0, 10, 50), "b": np.linspace(0, 20, 50)},
+                         index=pd.date_range("2023-12-01", periods=50, freq="h"))
+    a = np.array([1.0, 2, 3, 4, 5, 6, 7, 8])
+    b = 2 * a
+    b[3] += 6
+    b[6] -= 6
+    X = pd.DataFrame({"a": a, "b": b}, index=IDX8)
+    s = detectors.get_detector("pca", window=1, variance=0.5).fit(train).score(X)
+    assert set(np.argsort(-s.to_numpy())[:2]) == {3, 6}
+    assert s.drop(s.index[[3, 6]]).max() < 1e-6  # the others lie on the learned line exactly
+
+
+def test_zscore_eight_points_exact() -> None:
+    # Rolling window 3: row t compares x_t with the median/MAD of rows t-2..t; the spike at row 5 stands out.
+    X = pd.DataFrame({"v": [1.0, 2.0, 1.0, 2.0, 1.0, 50.0, 1.0, 2.0]}, index=IDX8)
+    det = detectors.get_detector("zscore", window=3, mad_floor=0.01).fit(X)
+    s = det.score(X)
+    assert s.iloc[:2].isna().all()  # warm-up
+    # Row 5: window [2, 1, 50], median 2, MAD 1.4826 * 1 -> |50 - 2| / 1.4826
+    assert s.iloc[5] == pytest.approx(48 / 1.4826)
+    assert int(np.nanargmax(s.to_numpy())) == 5
+
+
+def test_windows_and_spread() -> None:
+    z = np.arange(12, dtype=float).reshape(6, 2)
+    w = windows(z, 3)
+    assert w.shape == (4, 3, 2) and (w[1, 0] == z[1]).all()
+    spread = spread_windows(np.array([1.0, 2.0, 3.0, 4.0]), 6, 3)
+    np.testing.assert_allclose(spread, [1, 1.5, 2, 3, 3.5, 4])
+    with pytest.raises(ValueError, match="at least 3"):
+        windows(z[:2], 3)
+
+
+def test_thresholds() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.exponential(1.0, 200_000)
+    assert quantile_threshold(np.arange(101.0), 0.9) == pytest.approx(90.0)
+    # POT on exponential data: the 1e-4 tail quantile is -ln(1e-4) = 9.21.
+    assert pot_threshold(x, risk=1e-4) == pytest.approx(-np.log(1e-4), rel=0.05)
+    contaminated = np.r_[rng.normal(0, 1, 1000), np.full(150, 50.0)]  # 13 % anomalies at 50
+    assert 3 < robust_threshold(contaminated) < 10 < quantile_threshold(contaminated, 0.99)
+    with pytest.raises(ValueError, match="q must be"):
+        quantile_threshold(x, 1.5)
+    with pytest.raises(ValueError, match="no finite"):
+        quantile_threshold(np.array([np.nan]), 0.5)
+    spot = Spot(risk=1e-3).fit(x[:5000])
+    alarms, thr = spot.update(np.array([0.5, 30.0, np.nan, 1.0]))
+    assert alarms.tolist() == [False, True, False, False]
+    assert np.all(thr > 5)
+
+
+def test_pot_threshold_method_on_detector() -> None:
+    X = pd.DataFrame({"v": np.sin(np.arange(300) / 5)}, index=pd.date_range("2024", periods=300, freq="min"))
+    q = detectors.get_detector("pca", threshold="quantile").fit(X)
+    p = detectors.get_detector("pca", threshold="pot", threshold_q=0.999).fit(X)
+    assert np.isfinite(p.threshold_) and p.threshold_ >= np.quantile(p.score(X).dropna(), 0.98) - 1e-12
+    assert q.threshold_ != p.threshold_
+    with pytest.raises(ValueError, match="threshold method"):
+        detectors.get_detector("pca", threshold="median").fit(X)
+
+
+def test_new_template_and_spike_exact() -> None:
+    train = pd.DataFrame({"A": [5, 5, 5, 5], "B": [1, 1, 1, 1], "R": [0, 0, 1, 0]})
+    det = detectors.get_detector("new_template").fit(train)
+    test = pd.DataFrame({"A": [5, 5, 5], "B": [1, 1, 1], "R": [0, 1, 0], "NEW": [0, 0, 2]})
+    s = det.score(test).to_numpy()
+    assert s[0] == 0.0  # common templates add nothing
+    assert 0 < s[1] < s[2]  # rare < two unseen events
+    contrib = det.explain(test, (2, 2))
+    assert contrib.index[0] == "<unseen>"
+    spike = detectors.get_detector("template_spike", drops=False).fit(train)
+    z = spike.score(pd.DataFrame({"A": [5, 25], "B": [1, 1], "R": [0, 0]})).to_numpy()
+    assert z[0] == 0.0 and z[1] == pytest.approx(20.0)  # MAD 0 + floor 1: (25 - 5) / 1
+
+
+def test_deeplog_learns_a_grammar() -> None:
+    normal = [["1", "2", "3", "4"]] * 30 + [["5", "2", "2", "3", "4"]] * 30
+    # The first key of a session is 1 or 5 (50/50), so top_g = 2; inside a session the grammar is deterministic.
+    det = detectors.get_detector("deeplog", history=3, top_g=2, epochs=60, hidden=16, embed=8, layers=1,
+                                 patience=60, lr=1e-2, torch_threads=1).fit(normal)
+    s = det.score([["1", "2", "3", "4"], ["5", "2", "2", "3", "4"], ["1", "3", "2", "4"], ["1", "2", "3"]])
+    flags = (s > det.threshold_).tolist()
+    assert flags == [False, False, True, True]  # out of order; truncated (missing end)

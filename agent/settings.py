@@ -109,16 +109,19 @@ class TriageSettings(_Section):
     window: str = "5min"
     fail_on: Literal["warning", "critical"] | None = None
     log_detectors: list[str] = Field(
-        default_factory=lambda: ["new_template", "template_spike", "count_pca"],
-        description="Log detectors run on the batch's window counts",
+        default_factory=lambda: ["new_template", "template_spike", "count_iforest"],
+        description="Log detectors run on the batch's window counts (count_pca needs many more windows than templates)",
     )
     baseline_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="Leading share of windows new_template learns from")
     min_strength: float = Field(0.6, ge=0.5, le=1.0, description="Hits weaker than this (0.5 = at threshold) are dropped")
     max_findings: int = Field(20, ge=1, le=200, description="Findings kept in the report (the top_k are enriched)")
     incidents_k: int = Field(3, ge=0, le=20, description="Similar incidents retrieved per enriched finding")
     metric_robust_k: float = Field(5.0, gt=0.0, description="Metric rows flagged above median + k robust SDs of the batch's scores")
-    llm_explain_k: int = Field(3, ge=0, le=50, description="Top findings that get an LLM explanation (all top_k are judged)")
-    llm_summary: bool = Field(True, description="Ask the LLM for a report summary (after judgments and explanations)")
+    llm_explain_k: int | None = Field(
+        None, ge=0, le=50,
+        description="Top findings that get an LLM explanation (all top_k are judged); None = 3 on servers, 0 in-process",
+    )
+    llm_summary: bool | None = Field(None, description="Ask the LLM for a report summary; None = on servers only")
 
 
 class ServerSettings(_Section):

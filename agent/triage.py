@@ -12,6 +12,7 @@ each leave a :class:`~agent.report.DegradedFlag` and the report still comes out 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -80,6 +81,7 @@ def triage(
     """
     run = _Run(settings, progress)
     alert_obj, alert_ref = _alert(alert, run.degraded)
+    llm = _start_llm(run, llm)  # loads in the background while the logs are parsed
     inputs = InputSummary(window=settings.triage.window)
 
     logdata: LogData | None = None
@@ -155,6 +157,7 @@ class _Run:
         self.progress = progress
         self.degraded: list[DegradedFlag] = []
         self.timings: dict[str, float] = {}
+        self.llm_error: Exception | None = None
 
     def tick(self, stage: str, fraction: float, message: str = "") -> None:
         if self.progress is not None:
@@ -272,8 +275,37 @@ def _retrieve(run: _Run, store: Any, top: list[Finding], alert: dict[str, Any] |
     return retrieve(store, top, alert, alert_ref, run.settings.triage.incidents_k, run.degraded)
 
 
+def _start_llm(run: _Run, llm: Any) -> Any:
+    """The LLM service to use (the shared one, else one built from settings), warming up on a daemon thread.
+
+    Loading a local model (or probing a server) overlaps with parsing and detection; the judgments later find it
+    ready. Failures here are not reported: the judgment stage reports what it meets.
+    """
+    from agent.triage_enrich import build_llm
+
+    if llm is None:
+        if run.settings.llm.backend == "none":
+            return None
+        try:
+            llm = build_llm(run.settings)
+        except Exception as exc:  # noqa: BLE001 - reported by the judgment stage
+            run.llm_error = exc
+            return None
+    warm = getattr(llm, "health", None)
+    if callable(warm):
+        threading.Thread(target=_quietly, args=(warm,), name="triage-llm-warmup", daemon=True).start()
+    return llm
+
+
+def _quietly(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - a failed warm-up shows again (and is reported) at the first real call
+        logger.debug("LLM warm-up failed", exc_info=True)
+
+
 def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], memory: Any, alert_ref: AlertRef | None) -> Any:
-    from agent.triage_enrich import build_llm, judge_findings
+    from agent.triage_enrich import judge_findings, llm_view
 
     if run.settings.llm.backend == "none" and llm is None:
         run.degraded.append(DegradedFlag(component="llm", name="llm", reason="LLM disabled (backend 'none')"))
@@ -281,12 +313,10 @@ def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], mem
     if not top:
         return None
     if llm is None:
-        try:
-            llm = build_llm(run.settings)
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("LLM unavailable: %s", exc)
-            run.degraded.append(DegradedFlag(component="llm", name="llm", reason=str(exc)[:300]))
-            return None
+        exc = run.llm_error or RuntimeError("no LLM service")
+        logger.warning("LLM unavailable: %s", exc)
+        run.degraded.append(DegradedFlag(component="llm", name="llm", reason=str(exc)[:300]))
+        return None
     valid = {f.id for f in findings} | {x.id for f in findings for x in [*f.templates, *f.metrics, *f.detectors]}
     valid |= {s.id for f in findings for t in f.templates for s in t.samples}
     valid |= {i.id for i in memory.incidents} | ({memory.runbook.id} if memory.runbook else set())
@@ -298,8 +328,14 @@ def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], mem
     if alert_ref is not None:
         context = f"alert {alert_ref.name} ({alert_ref.severity or '?'}) on {alert_ref.service or '?'}: {alert_ref.summary or ''}"
     t = run.settings.triage
+    # Small in-process CPU models write slow and unreliable prose (the report's explanation is composed from the
+    # evidence anyway), so by default they only judge; servers also explain the top findings and summarize.
+    in_process = bool(getattr(llm, "in_process", False))
+    explain_k = t.llm_explain_k if t.llm_explain_k is not None else (0 if in_process else 3)
+    summarize = t.llm_summary if t.llm_summary is not None else not in_process
     return judge_findings(llm, top, valid, t.llm_budget_s, concurrency, run.degraded,
-                          summary_input=(lambda: (top, context)) if t.llm_summary else None, explain_k=t.llm_explain_k)
+                          summary_input=(lambda: ([llm_view(f) for f in top], context)) if summarize else None,
+                          explain_k=explain_k)
 
 
 def _assemble(

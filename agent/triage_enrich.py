@@ -200,9 +200,10 @@ def judge_findings(
     try:
         # Judgments first (they rank and label findings), then explanations; calls run in this order.
         for f in findings:
-            futures[pool.submit(_guarded, stop, errors, llm.judge_log if f.templates else llm.judge_metric, f)] = (f.id, "judge")
+            g = llm_view(f)
+            futures[pool.submit(_guarded, stop, errors, llm.judge_log if g.templates else llm.judge_metric, g)] = (f.id, "judge")
         for f in findings[: len(findings) if explain_k is None else explain_k]:
-            futures[pool.submit(_guarded, stop, errors, _explain, llm, f)] = (f.id, "explain")
+            futures[pool.submit(_guarded, stop, errors, _explain, llm, llm_view(f))] = (f.id, "explain")
         done, not_done = wait_futures(futures, timeout=max(deadline - time.monotonic(), 0.0))
         for fut in done:
             fid, kind = futures[fut]
@@ -274,6 +275,19 @@ class _DaemonPool:
         """Let the workers exit once the queue is drained (cancelled items are skipped); never waits."""
         for _ in self._threads:
             self._q.put(None)
+
+
+LLM_TEMPLATES = 4
+LLM_METRICS = 4
+
+
+def llm_view(f: Finding) -> Finding:
+    """The part of a finding the LLM sees: its most telling templates (new and severe first, one sample line
+    each) and metrics. Prompt length is what a small CPU model pays for; the ids stay those of the report."""
+    return f.model_copy(update={
+        "templates": [t.model_copy(update={"samples": t.samples[:1]}) for t in f.templates[:LLM_TEMPLATES]],
+        "metrics": sorted(f.metrics, key=lambda m: (not m.drove, -abs(m.change or 0.0)))[:LLM_METRICS],
+    })
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

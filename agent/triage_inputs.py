@@ -338,16 +338,15 @@ def _naive_utc(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def robust_threshold(scores: pd.Series, k: float) -> tuple[float, float]:
-    """``(median + k * 1.4826 * MAD, median)`` of the finite ``scores`` (``k`` robust standard deviations)."""
+    """``(threshold, median)`` of the finite ``scores``: the detectors layer's robust rule (median + ``k`` robust
+    standard deviations) and the median that scales hit strength."""
+    from detectors.thresholds import robust_threshold as _robust
+
     v = scores.to_numpy(dtype="float64")
     v = v[np.isfinite(v)]
     if v.size == 0:
         return float("inf"), 0.0
-    med = float(np.median(v))
-    scale = 1.4826 * float(np.median(np.abs(v - med)))
-    if scale <= 1e-12:
-        scale = float(np.std(v)) or 1.0
-    return med + k * scale, med
+    return float(_robust(v, k=k)), float(np.median(v))
 
 
 def run_metric_detector(

@@ -30,12 +30,12 @@ class SimilarIncidentsArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(..., min_length=1, max_length=2000,
+    query: str = Field(default=..., min_length=1, max_length=2000,
                        description="What is happening: symptoms, log templates, alert names, services")
-    k: int = Field(3, ge=1, le=10, description="How many incidents to return")
-    service: str | None = Field(None, max_length=200, description="Only incidents of this service")
-    min_severity: str | None = Field(None, description="Only incidents at least this severe (info..critical)")
-    since: str | None = Field(None, description="Only incidents that started at or after this ISO time")
+    k: int = Field(default=3, ge=1, le=10, description="How many incidents to return")
+    service: str | None = Field(default=None, max_length=200, description="Only incidents of this service")
+    min_severity: str | None = Field(default=None, description="Only incidents at least this severe (info..critical)")
+    since: str | None = Field(default=None, description="Only incidents that started at or after this ISO time")
 
 
 class RunbookForAlertArgs(BaseModel):
@@ -43,12 +43,12 @@ class RunbookForAlertArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    alert_name: str | None = Field(None, max_length=200, description="The alertname label, e.g. KubePodCrashLooping")
-    summary: str | None = Field(None, max_length=2000, description="The alert's summary annotation")
-    description: str | None = Field(None, max_length=4000,
+    alert_name: str | None = Field(default=None, max_length=200, description="The alertname label, e.g. KubePodCrashLooping")
+    summary: str | None = Field(default=None, max_length=2000, description="The alert's summary annotation")
+    description: str | None = Field(default=None, max_length=4000,
                                     description="The alert's description, or the problem in your own words")
     labels: dict[str, str] = Field(default_factory=dict, description="Other alert labels (job, namespace, ...)")
-    k: int = Field(2, ge=1, le=5, description="How many runbooks to return")
+    k: int = Field(default=2, ge=1, le=5, description="How many runbooks to return")
 
 
 def _cut(text: str, limit: int) -> str:
@@ -83,8 +83,9 @@ def similar_incidents_tool(store: IncidentStore, max_chars: int = MAX_OUTPUT_CHA
     def run(query: str, k: int = 3, service: str | None = None, min_severity: str | None = None,
             since: str | None = None) -> ToolPayload:
         try:
-            filters = StoreFilters(services=[service] if service else [], min_severity=min_severity,
-                                   since=datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None)
+            filters = StoreFilters.model_validate({
+                "services": [service] if service else [], "min_severity": min_severity,
+                "since": datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None})
         except (ValidationError, ValueError) as exc:
             return error(f"bad filter: {exc}. min_severity is one of info, low, warning, high, critical; "
                          "since is an ISO time like 2026-11-02T14:05")

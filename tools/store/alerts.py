@@ -46,13 +46,14 @@ class Alert(BaseModel):
             return alert
         if not isinstance(alert, dict):
             raise TypeError(f"alert must be a dict with labels/annotations, got {type(alert).__name__}")
-        if "alerts" in alert and isinstance(alert["alerts"], list):
-            if not alert["alerts"]:
+        raw: dict[str, Any] = alert
+        if "alerts" in raw and isinstance(raw["alerts"], list):
+            if not raw["alerts"] or not isinstance(raw["alerts"][0], dict):
                 raise ValueError("the webhook payload holds no alerts")
-            alert = alert["alerts"][0]
-        labels = {str(k): str(v) for k, v in (alert.get("labels") or {}).items()}
-        annotations = {str(k): str(v) for k, v in (alert.get("annotations") or {}).items()}
-        rest = {k: alert[k] for k in ("status", "startsAt", "generatorURL") if isinstance(alert.get(k), str)}
+            raw = raw["alerts"][0]
+        labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
+        annotations = {str(k): str(v) for k, v in (raw.get("annotations") or {}).items()}
+        rest = {k: raw[k] for k in ("status", "startsAt", "generatorURL") if isinstance(raw.get(k), str)}
         return cls(labels=labels, annotations=annotations, **rest)
 
 

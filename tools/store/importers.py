@@ -186,7 +186,8 @@ def incident_from_report(report: dict[str, Any], source: str = "triage report") 
     if not isinstance(report, dict):
         raise ValueError(f"a report must be a JSON object, got {type(report).__name__}")
     findings = [f for f in report.get("findings") or [] if isinstance(f, dict)]
-    alert = report.get("alert") if isinstance(report.get("alert"), dict) else {}
+    raw_alert = report.get("alert")
+    alert: dict[str, Any] = raw_alert if isinstance(raw_alert, dict) else {}
     summary = _text(report.get("summary"))
     title = str(report.get("title") or "").strip()
     if not title:
@@ -223,14 +224,15 @@ def incident_from_report(report: dict[str, Any], source: str = "triage report") 
     rid = report.get("id") or hashlib.sha256(json.dumps(report, sort_keys=True, default=str).encode()).hexdigest()[:16]
     started = min(starts) if starts else (alert.get("starts_at") or report.get("created_at"))
     resolved = max(ends) if ends else None
-    return Incident(
-        id=f"report-{rid}", title=title[:500], summary=full_summary[:20_000], services=list(dict.fromkeys(services)),
-        symptoms={"templates": list(dict.fromkeys(templates))[:50], "metrics": list(dict.fromkeys(metrics))[:50],
-                  "alerts": alerts},
-        severity=normalize_severity(report.get("severity")), started_at=started,
-        resolved_at=resolved if resolved and started and str(resolved) >= str(started) else None,
-        tags=["triage-report"], source=source,
-    )
+    return Incident.model_validate({
+        "id": f"report-{rid}", "title": title[:500], "summary": full_summary[:20_000],
+        "services": list(dict.fromkeys(services)),
+        "symptoms": {"templates": list(dict.fromkeys(templates))[:50], "metrics": list(dict.fromkeys(metrics))[:50],
+                     "alerts": alerts},
+        "severity": normalize_severity(report.get("severity")), "started_at": started,
+        "resolved_at": resolved if resolved and started and str(resolved) >= str(started) else None,
+        "tags": ["triage-report"], "source": source,
+    })
 
 
 # ---- runbooks ----------------------------------------------------------------------------------------------------
@@ -359,7 +361,8 @@ def import_alert_rules(path: Path | str, store: IncidentStore) -> ImportSummary:
                 summary.rejected.append(Rejection(where=where, reason=err or "unreadable rule"))
                 continue
             alert = rule.get("alert")
-            annotations = rule.get("annotations") if isinstance(rule.get("annotations"), dict) else {}
+            raw_ann = rule.get("annotations")
+            annotations: dict[str, Any] = raw_ann if isinstance(raw_ann, dict) else {}
             url = rule.get("runbook_url") or annotations.get("runbook_url")
             if not alert or not url:
                 summary.skipped += 1  # recording rule, or an alert without a runbook link

@@ -73,20 +73,20 @@ class Symptoms(_Record):
 class Incident(_Record):
     """A past incident (postmortem, saved triage report, ...)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     id: str = Field(min_length=1, max_length=MAX_ID)
     title: str = Field(min_length=1, max_length=MAX_TITLE)
-    summary: str = Field("", max_length=MAX_TEXT)
+    summary: str = Field(default="", max_length=MAX_TEXT)
     services: list[str] = Field(default_factory=list)
     symptoms: Symptoms = Field(default_factory=Symptoms)
-    root_cause: str = Field("", max_length=MAX_TEXT)
-    resolution: str = Field("", max_length=MAX_TEXT)
+    root_cause: str = Field(default="", max_length=MAX_TEXT)
+    resolution: str = Field(default="", max_length=MAX_TEXT)
     severity: Severity = "unknown"
     started_at: datetime | None = None
     resolved_at: datetime | None = None
     links: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
-    source: str = Field("", max_length=MAX_ITEM)
+    source: str = Field(default="", max_length=MAX_ITEM)
 
     @field_validator("id")
     @classmethod
@@ -126,7 +126,7 @@ CANONICAL_SECTIONS = ("overview", "impact", "diagnosis", "mitigation")
 class RunbookSection(_Record):
     """One runbook section: its prose and the steps (list items, commands) found in it."""
 
-    text: str = Field("", max_length=MAX_TEXT)
+    text: str = Field(default="", max_length=MAX_TEXT)
     steps: list[str] = Field(default_factory=list)
 
     @field_validator("steps")
@@ -138,14 +138,14 @@ class RunbookSection(_Record):
 class Runbook(_Record):
     """An SRE runbook for one or more alerts."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     id: str = Field(min_length=1, max_length=MAX_ID)
     title: str = Field(min_length=1, max_length=MAX_TITLE)
     alert_names: list[str] = Field(default_factory=list)
     services: list[str] = Field(default_factory=list)
     sections: dict[SectionName, RunbookSection] = Field(default_factory=dict)
-    url: str | None = Field(None, max_length=MAX_ITEM)
-    source: str = Field("", max_length=MAX_ITEM, description="File path or URL the runbook was read from")
+    url: str | None = Field(default=None, max_length=MAX_ITEM)
+    source: str = Field(default="", max_length=MAX_ITEM, description="File path or URL the runbook was read from")
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("id")
@@ -173,9 +173,9 @@ class StoreFilters(_Record):
 
     services: list[str] = Field(default_factory=list, description="Any of these services")
     severity: list[Severity] = Field(default_factory=list, description="One of these severities")
-    min_severity: Severity | None = Field(None, description="At least this severity")
-    since: datetime | None = Field(None, description="started_at >= since")
-    until: datetime | None = Field(None, description="started_at <= until")
+    min_severity: Severity | None = Field(default=None, description="At least this severity")
+    since: datetime | None = Field(default=None, description="started_at >= since")
+    until: datetime | None = Field(default=None, description="started_at <= until")
     tags: list[str] = Field(default_factory=list, description="Any of these tags")
 
     @field_validator("severity", mode="before")
@@ -249,8 +249,8 @@ class ImportSummary(_Record):
     """What an importer read and what became of it; ``added + updated + unchanged + rejected == parsed``-ish."""
 
     source: str
-    read: int = Field(0, description="Records (lines, files, rules) looked at")
-    skipped: int = Field(0, description="Blank lines and files that are not records (counted, not errors)")
+    read: int = Field(default=0, description="Records (lines, files, rules) looked at")
+    skipped: int = Field(default=0, description="Blank lines and files that are not records (counted, not errors)")
     added: int = 0
     updated: int = 0
     unchanged: int = 0

@@ -122,7 +122,8 @@ def parse_runbook_markdown(
     extra = front.get("alerts") or front.get("alert_names")
     if isinstance(extra, list):
         names += [str(a) for a in extra if str(a) not in names]
-    url = front.get("url") if isinstance(front.get("url"), str) else None
+    raw_url = front.get("url")
+    url = raw_url if isinstance(raw_url, str) else None
     return Runbook(
         id=rid, title=title, alert_names=names, services=[component] if component else [], sections=built,
         url=url, source=source, tags=[component] if component else [],

@@ -588,8 +588,9 @@ class IncidentStore:
             if rid not in metas or meta.get("chunk", 0) == 0:
                 metas[rid] = meta
         index = self._keyword_index(name)
-        kw_all = index.score(tokenize(keyword_text))
-        kw_top = sorted(kw_all.items(), key=lambda kv: -kv[1].score)[: max(4 * k, 20)]
+        q_tokens = tokenize(keyword_text)
+        kw_scores = index.scores(q_tokens)
+        kw_top = index.top(kw_scores, max(4 * k, 20))
         if exact_where is not None:  # incidents listing the alert name among their symptoms
             got = col.get(where=_and(exact_where, where), include=["metadatas"], limit=50)
             for meta in got["metadatas"] or []:
@@ -604,11 +605,12 @@ class IncidentStore:
                 metas[rid] = meta
                 semantic[rid] = max(semantic.get(rid, -2.0), float(np.dot(np.asarray(emb, dtype=np.float32), qv)))
         floor = min(semantic.values()) if semantic else 0.0
-        best_kw = max((kw_all[r].score for r in metas if r in kw_all), default=0.0)
-        rows = []
+        kw_of = {rid: index.score_of(kw_scores, rid) for rid in metas}
+        best_kw = max(kw_of.values(), default=0.0)
+        rows: list[tuple[str, float, list[MatchReason], ScoreParts, list[str], dict[str, Any]]] = []
         for rid, meta in metas.items():
             sem = max(semantic.get(rid, floor), 0.0)
-            kw = kw_all[rid].score / best_kw if rid in kw_all and best_kw > 0 else 0.0
+            kw = kw_of[rid] / best_kw if best_kw > 0 else 0.0
             ex = 1.0 if rid in exact else 0.0
             score = SEMANTIC_WEIGHT * sem + KEYWORD_WEIGHT * kw + EXACT_BONUS * ex
             parts = ScoreParts(semantic=round(sem, 4), keyword=round(kw, 4), exact=ex)
@@ -617,10 +619,9 @@ class IncidentStore:
                 why.append("keyword")
             if SEMANTIC_WEIGHT * sem >= 0.25 * (score - EXACT_BONUS * ex) or not why:
                 why.append("semantic")
-            terms = kw_all[rid].terms[:12] if rid in kw_all else []
-            rows.append((rid, round(score, 4), why, parts, terms, meta))
+            rows.append((rid, round(score, 4), why, parts, [], meta))
         rows.sort(key=lambda r: (-r[1], r[0]))
-        return rows[:k]
+        return [(r[0], r[1], r[2], r[3], index.matched_terms(r[0], q_tokens)[:12], r[5]) for r in rows[:k]]
 
 
 def _identifier_words(text: str) -> list[str]:

@@ -81,6 +81,8 @@ class KeywordIndex:
         self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._doc_len = np.zeros(0, dtype=np.float32)
         self._avg_len = 1.0
+        self._row: dict[str, int] = {}
+        self._terms: list[frozenset[str]] = []
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -94,14 +96,19 @@ class KeywordIndex:
         postings: dict[str, tuple[list[int], list[int]]] = {}
         ids: list[str] = []
         lengths: list[int] = []
+        terms: list[frozenset[str]] = []
         for i, (doc_id, tokens) in enumerate(docs):
             ids.append(doc_id)
             lengths.append(len(tokens))
-            for term, tf in Counter(tokens).items():
+            counts = Counter(tokens)
+            terms.append(frozenset(counts))
+            for term, tf in counts.items():
                 rows, tfs = postings.setdefault(term, ([], []))
                 rows.append(i)
                 tfs.append(tf)
         self._ids = ids
+        self._row = {d: i for i, d in enumerate(ids)}
+        self._terms = terms
         self._doc_len = np.asarray(lengths, dtype=np.float32)
         self._avg_len = float(self._doc_len.mean()) if ids else 1.0
         self._postings = {
@@ -109,18 +116,12 @@ class KeywordIndex:
         }
         return self
 
-    def score(self, query_tokens: Sequence[str], allowed: set[str] | None = None) -> dict[str, KeywordHit]:
-        """BM25 score of every document that contains at least one query term (higher = better match).
-
-        Args:
-            query_tokens: output of ``tokenize``; repeated terms count once.
-            allowed: when given, only these document ids are scored.
-        """
+    def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
+        """BM25 scores of all documents (row order = ``ids``), 0 where no query term occurs."""
         n = len(self._ids)
-        if n == 0:
-            return {}
         totals = np.zeros(n, dtype=np.float32)
-        matched: dict[int, list[str]] = {}
+        if n == 0:
+            return totals
         norm = self.k1 * (1.0 - self.b + self.b * self._doc_len / max(self._avg_len, 1e-9))
         for term in dict.fromkeys(query_tokens):
             post = self._postings.get(term)
@@ -130,13 +131,43 @@ class KeywordIndex:
             df = len(rows)
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
             totals[rows] += idf * tfs * (self.k1 + 1.0) / (tfs + norm[rows])
-            if df <= 512:  # "why" lists: skip terms so common they explain nothing (and cost a loop)
-                for r in rows.tolist():
-                    matched.setdefault(r, []).append(term)
+        return totals
+
+    def top(self, scores: np.ndarray, m: int) -> list[tuple[str, float]]:
+        """The ``m`` best ``(id, score)`` pairs with a positive score, best first."""
+        if len(scores) == 0 or m <= 0:
+            return []
+        m = min(m, len(scores))
+        part = np.argpartition(-scores, m - 1)[:m]
+        part = part[np.argsort(-scores[part], kind="stable")]
+        return [(self._ids[r], float(scores[r])) for r in part.tolist() if scores[r] > 0]
+
+    def score_of(self, scores: np.ndarray, doc_id: str) -> float:
+        row = self._row.get(doc_id)
+        return float(scores[row]) if row is not None else 0.0
+
+    def matched_terms(self, doc_id: str, query_tokens: Sequence[str]) -> list[str]:
+        """The query terms ``doc_id`` contains (for "why it matched")."""
+        row = self._row.get(doc_id)
+        if row is None:
+            return []
+        return [t for t in dict.fromkeys(query_tokens) if t in self._terms[row]]
+
+    def score(self, query_tokens: Sequence[str], allowed: set[str] | None = None) -> dict[str, KeywordHit]:
+        """BM25 score of every document that contains at least one query term (higher = better match).
+
+        ``KeywordHit.terms`` is left empty here (see ``matched_terms``): listing terms for every scored document
+        would cost a Python loop over all postings.
+
+        Args:
+            query_tokens: output of ``tokenize``; repeated terms count once.
+            allowed: when given, only these document ids are scored.
+        """
+        totals = self.scores(query_tokens)
         hits: dict[str, KeywordHit] = {}
         for r in np.flatnonzero(totals > 0).tolist():
             doc_id = self._ids[r]
             if allowed is not None and doc_id not in allowed:
                 continue
-            hits[doc_id] = KeywordHit(float(totals[r]), matched.get(r, []))
+            hits[doc_id] = KeywordHit(float(totals[r]))
         return hits

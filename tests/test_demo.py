@@ -91,3 +91,26 @@ def test_demo_ranks_the_incident_first_and_says_why(demo_report: TriageReport) -
     assert r.versions.llm_backend == "local" and r.versions.llm_model
     assert "judge_log" in r.versions.prompts
     assert not [d for d in r.degraded if d.component in ("llm", "store")], r.degraded
+
+
+@pytest.mark.slow
+@pytest.mark.llm
+def test_llm_explanation_and_summary_on_request_never_break_the_report(tmp_path: Path) -> None:
+    """Asking the embedded model for prose too: each piece either arrives (attributed, ids checked) or leaves a
+    degraded flag saying why; the report is complete either way."""
+    from agent.triage import triage
+
+    settings = load_settings(overrides={"data_dir": str(tmp_path), "store": {"path": str(tmp_path / "none")},
+                                        "triage": {"top_k": 1, "llm_explain_k": 1, "llm_summary": True,
+                                                   "llm_budget_s": 30}})
+    r = triage([EXAMPLES / "logs"], None, settings=settings)
+    top = r.findings[0]
+    llm_flags = [d for d in r.degraded if d.component == "llm"]
+    if top.llm_explanation is not None:
+        assert top.llm_explanation.source == "llm" and set(top.llm_explanation.evidence_ids) <= r.evidence_ids()
+    else:
+        assert llm_flags, "a missing LLM explanation must be explained by a degraded flag"
+    if r.llm_summary is None or top.verdict is None:
+        assert llm_flags
+    assert next(t.seconds for t in r.timings if t.stage == "llm") < 30 + 5
+    assert top.explanation.source == "template" and top.explanation.text

@@ -317,7 +317,9 @@ def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], mem
         logger.warning("LLM unavailable: %s", exc)
         run.degraded.append(DegradedFlag(component="llm", name="llm", reason=str(exc)[:300]))
         return None
-    valid = {f.id for f in findings} | {x.id for f in findings for x in [*f.templates, *f.metrics, *f.detectors]}
+    valid = {f.id for f in findings}
+    valid |= {t.id for f in findings for t in f.templates} | {m.id for f in findings for m in f.metrics}
+    valid |= {d.id for f in findings for d in f.detectors}
     valid |= {s.id for f in findings for t in f.templates for s in t.samples}
     valid |= {i.id for i in memory.incidents} | ({memory.runbook.id} if memory.runbook else set())
     valid |= {alert_ref.id} if alert_ref else set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -93,14 +94,14 @@ def build_finding(
             if m.drove:
                 services.setdefault(service_of_channel(m.channel), None)
     dets = [
-        DetectorHit(id=f"{fid}.D{i}", detector=h.detector, source=h.source, start=_dt(h.start), end=_dt(h.end),
+        DetectorHit(id=f"{fid}.D{i}", detector=h.detector, source=h.source, start=_dtr(h.start), end=_dtr(h.end),
                     score=float(h.score) if np.isfinite(h.score) else 0.0, strength=round(h.strength, 4),
                     template_ids=h.template_ids[:MAX_TEMPLATES_PER_FINDING], channels=h.channels)
         for i, h in enumerate(g.hits, 1)
     ]
     sev = finding_severity(sc.strength, sc.severity, sc.total, None)
     finding = Finding(
-        id=fid, rank=rank, title=_title(templates, mets), start=_dt(g.start), end=_dt(g.end),
+        id=fid, rank=rank, title=_title(templates, mets), start=_dtr(g.start), end=_dtr(g.end),
         services=list(services), severity=sev,  # type: ignore[arg-type]
         scores=Scores(strength=round(sc.strength, 4), severity=round(sc.severity, 4), novelty=round(sc.novelty, 4),
                       total=round(sc.total, 4)),
@@ -111,13 +112,21 @@ def build_finding(
     return finding
 
 
-def _dt(ts: object) -> object:
+def _dt(ts: object) -> datetime | None:
     if ts is None:
         return None
     t = pd.Timestamp(ts)  # type: ignore[arg-type]
     if pd.isna(t):
         return None
     return t.to_pydatetime()
+
+
+def _dtr(ts: object) -> datetime:
+    """Like ``_dt`` for values that are always set (span bounds)."""
+    out = _dt(ts)
+    if out is None:
+        raise ValueError(f"missing time value: {ts!r}")
+    return out
 
 
 def _short(text: str, n: int = 70) -> str:
@@ -220,9 +229,9 @@ def build_timeline(findings: list[Finding], logs: LogData | None, metrics: pd.Da
         for f in findings[:3]:
             for t in f.templates[:3]:
                 tids.setdefault(t.template_id, None)
-        for t in list(tids)[:6]:
-            if t in logs.counts.columns:
-                counts.append(_series(_short(logs.templates.get(t, t), 80), logs.counts[t].astype("float64")))
+        for tid in list(tids)[:6]:
+            if tid in logs.counts.columns:
+                counts.append(_series(_short(logs.templates.get(tid, tid), 80), logs.counts[tid].astype("float64")))
     return Timeline(metrics=series, template_counts=counts, spans=spans)
 
 

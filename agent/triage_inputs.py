@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +277,7 @@ def run_log_detectors(
             if name == "deeplog":
                 raise ValueError("deeplog scores template sequences; batch triage uses window counts (not run)")
             params = _params(name, settings)
-            folds = crossfit_scores(lambda n=name, p=params: get_detector(n, **p), counts, len(counts),
+            folds = crossfit_scores(partial(get_detector, name, **params), counts, len(counts),
                                     settings.triage.baseline_fraction, MIN_FIT_WINDOWS)
             found = [
                 h

@@ -192,7 +192,7 @@ def score_group(
     strength = 1.0 - float(np.prod([1.0 - s for s in best.values()])) if best else 0.0
 
     tids = group.template_ids
-    weighted = total = 0
+    weighted, total = 0.0, 0
     for t in tids:
         n = count_in_span(t)
         total += n

@@ -21,7 +21,7 @@ def _nice_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
     mag = 10 ** math.floor(math.log10(raw))
     step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
     first = math.ceil(lo / step) * step
-    ticks = []
+    ticks: list[float] = []
     v = first
     while v <= hi + 1e-9 * abs(hi) and len(ticks) < 12:
         ticks.append(v)

@@ -269,7 +269,7 @@ def _retrieve(run: _Run, store: Any, top: list[Finding], alert: dict[str, Any] |
         try:
             store = open_store(run.settings)
         except Exception as exc:  # noqa: BLE001 - missing store: degraded, not broken
-            logger.warning("incident store unavailable: %s", exc)
+            logger.info("incident store unavailable (report marked degraded): %s", exc)
             run.degraded.append(DegradedFlag(component="store", name="store", reason=str(exc)[:300]))
             return Memory()
     return retrieve(store, top, alert, alert_ref, run.settings.triage.incidents_k, run.degraded)
@@ -314,7 +314,7 @@ def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], mem
         return None
     if llm is None:
         exc = run.llm_error or RuntimeError("no LLM service")
-        logger.warning("LLM unavailable: %s", exc)
+        logger.info("LLM unavailable (report marked degraded): %s", exc)
         run.degraded.append(DegradedFlag(component="llm", name="llm", reason=str(exc)[:300]))
         return None
     valid = {f.id for f in findings}

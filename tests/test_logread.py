@@ -173,3 +173,17 @@ def test_chunks_have_the_same_columns_and_keep_order(tmp_path: Path) -> None:
     assert len({tuple(c.columns) for c in chunks}) == 1
     line_nos = [n for c in chunks for n in c["line_no"]]
     assert line_nos == list(range(1, 201))
+
+
+def test_directory_mixing_formats_is_detected_per_file(tmp_path: Path) -> None:
+    write(tmp_path / "a_app.log", APP)
+    write(tmp_path / "b_hdfs.log", "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 for "
+                                   "block blk_38865049064139660 terminating\n")
+    write(tmp_path / "c_prose.log", "no header here\nnor here\n")
+    parsed = parse_logs(tmp_path)
+    st = parsed.stats
+    assert parsed.format == "app,hdfs" and parsed.format_detected
+    assert (st.events, st.parsed, st.unparsed, st.continuation_lines) == (7, 5, 2, 0)
+    ev = parsed.events
+    assert ev.loc[4, "template"] == "PacketResponder <*> for block <*> terminating"
+    assert ev.loc[4, "level"] == "INFO" and str(ev.loc[4, "timestamp"]) == "2008-11-09 20:36:15"

@@ -102,6 +102,8 @@ def _choose_format(
     sample: list[str] = []
     for block in blocks:
         buffered.append(block)
+        if block.source != buffered[0].source:
+            break  # detect on the first file only; every other file is detected on its own (_with_formats)
         sample.extend(ln for ln in block.lines[: _DETECT_LINES * 4] if ln.strip())
         if len(sample) >= _DETECT_LINES:
             break
@@ -114,18 +116,60 @@ def _choose_format(
     return chosen, buffered, blocks
 
 
-def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats: ReadStats, chunk_size: int
-              ) -> Iterator[_Pending]:
-    """The hot loop: one regex match per line and continuation joining; templates are mined once per block."""
+def _with_formats(chosen: LogFormat, detecting: bool, blocks: Iterator[Block], json_fields: dict[str, str] | None,
+                  stats: ReadStats) -> Iterator[tuple[LogFormat, Block]]:
+    """Pair every block with its file's format: ``chosen`` for the first file; when detecting, each further file
+    gets its own detection (a directory may mix formats); a file no preset matches keeps the previous format
+    (its lines are then counted as unparsed, never dropped)."""
+    fmt = chosen
+    first_source: str | None = None
+    current: str | None = None
+    names = [chosen.name]
+    for block in blocks:
+        if block.source != current:
+            current = block.source
+            if first_source is None:
+                first_source = current
+            elif detecting:
+                sample = [ln for ln in block.lines[: _DETECT_LINES * 4] if ln.strip()][:_DETECT_LINES]
+                if sample:
+                    try:
+                        fmt, _ = logformats.detect_format(sample, json_fields=json_fields)
+                    except InputError:
+                        logger.warning("%s: no known format matches; its lines are kept as unparsed events",
+                                       block.source)
+                    if fmt.name not in names:
+                        names.append(fmt.name)
+                        stats.format = ",".join(names)
+        yield fmt, block
+
+
+def _assemble(pairs: Iterator[tuple[LogFormat, Block]], parser: LogParser, stats: ReadStats, chunk_size: int
+              ) -> Iterator[tuple[LogFormat, _Pending]]:
+    """The hot loop: one regex match per line and continuation joining; templates are mined once per block.
+
+    Yields (format, events); a chunk never mixes two formats.
+    """
     pend = _Pending()
-    is_json = fmt.kind == "jsonl"
-    match = fmt.regex.match
-    ci = fmt.regex.groupindex["Content"] - 1
+    fmt: LogFormat | None = None
+    is_json = False
+    match = None
+    ci = 0
     current_source: str | None = None
     have_prev = False
     source, line_no, header_l, first, parsed_l, trunc_l = (pend.source, pend.line_no, pend.header, pend.first,
                                                            pend.parsed, pend.truncated)
-    for block in blocks:
+    for block_fmt, block in pairs:
+        if block_fmt is not fmt:
+            if fmt is not None and len(pend):
+                yield fmt, pend
+                pend = _Pending()
+                source, line_no, header_l, first, parsed_l, trunc_l = (pend.source, pend.line_no, pend.header,
+                                                                       pend.first, pend.parsed, pend.truncated)
+            fmt = block_fmt
+            is_json = fmt.kind == "jsonl"
+            match = fmt.regex.match
+            ci = fmt.regex.groupindex["Content"] - 1
         if block.source != current_source:
             current_source = block.source
             have_prev = False  # never join lines across files
@@ -138,13 +182,13 @@ def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats:
                 continue
             header: tuple[str | None, ...] | None
             if is_json:
-                j = logformats.parse_json_line(line, fmt)
+                j = logformats.parse_json_line(line, fmt)  # type: ignore[arg-type]
                 if j is not None:
                     header, content, parsed = j, j[3], True
                 else:
                     header, content, parsed = None, line, False
             else:
-                m = match(line)
+                m = match(line)  # type: ignore[misc]
                 if m is not None:
                     header = m.groups()
                     content = header[ci] or ""
@@ -172,11 +216,11 @@ def _assemble(fmt: LogFormat, blocks: Iterator[Block], parser: LogParser, stats:
             pend.tid.extend(tids)
             pend.shape.extend(shapes)
         while len(first) > chunk_size:  # keep the last event: continuation lines may still follow it
-            yield pend.split(chunk_size)
+            yield fmt, pend.split(chunk_size)
             source, line_no, header_l, first, parsed_l, trunc_l = (pend.source, pend.line_no, pend.header,
                                                                    pend.first, pend.parsed, pend.truncated)
-    if len(pend):
-        yield pend
+    if len(pend) and fmt is not None:
+        yield fmt, pend
 
 
 def _obj(values: Sequence[object]) -> pd.Series:
@@ -309,12 +353,14 @@ class ParseStream:
             yield from buffered
             yield from rest
 
-        for pend in _assemble(chosen, _all(), parser, stats, self.chunk_size):
+        pairs = _with_formats(chosen, stats.format_detected, _all(), self.json_fields, stats)
+        for used, pend in _assemble(pairs, parser, stats, self.chunk_size):
             stats.events += len(pend)
             stats.parsed += sum(pend.parsed)
             stats.unparsed += len(pend) - sum(pend.parsed)
             stats.templates = parser.n_templates
-            yield _frame(chosen, pend, parser, self.year, self.with_params)
+            self.format = stats.format
+            yield _frame(used, pend, parser, self.year, self.with_params)
         _check_usable(stats, files)
         stats.templates = parser.n_templates
 
@@ -409,11 +455,12 @@ def parse_logs(
         yield from buffered
         yield from rest
 
-    for pend in _assemble(chosen, _all(), parser, stats, 100_000):
+    pairs = _with_formats(chosen, stats.format_detected, _all(), json_fields, stats)
+    for used, pend in _assemble(pairs, parser, stats, 100_000):
         stats.events += len(pend)
         stats.parsed += sum(pend.parsed)
         stats.unparsed += len(pend) - sum(pend.parsed)
-        chunks.append(_frame(chosen, pend, parser, year, with_params=False))
+        chunks.append(_frame(used, pend, parser, year, with_params=False))
     _check_usable(stats, files)
     events = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     if "source" in events.columns:
@@ -429,5 +476,6 @@ def parse_logs(
     stats.templates = len(final)
     if state_path is not None:
         parser.save(state_path)
-    return ParsedLogs(events=events, stats=stats, format=chosen.name, format_detected=stats.format_detected,
+    return ParsedLogs(events=events, stats=stats, format=stats.format or chosen.name,
+                      format_detected=stats.format_detected,
                       parser=parser)

@@ -159,8 +159,9 @@ def _print_summary(stats: ReadStats, s: _Summary, top: int, out: Path | None) ->
     if s.first is not None:
         console.print(f"[bold]time span:[/bold] {s.first} .. {s.last}")
     if s.levels:
-        console.print("[bold]levels:[/bold] " + ", ".join(f"{k} {v:,}" for k, v in
-                                                          sorted(s.levels.items(), key=lambda kv: -kv[1])))
+        top_levels = sorted(s.levels.items(), key=lambda kv: -kv[1])
+        more = f" (+{len(top_levels) - 8} more values)" if len(top_levels) > 8 else ""
+        console.print("[bold]levels:[/bold] " + ", ".join(f"{k} {v:,}" for k, v in top_levels[:8]) + more)
     for sk in stats.skipped_files:
         err_console.print(f"[yellow]skipped[/yellow] {sk.path}: {sk.reason}")
     if top and s.counts and s.parser is not None:

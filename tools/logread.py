@@ -217,18 +217,3 @@ def _decode(source: str, line_no: int, raw_lines: list[bytes], truncated: set[in
     stats.lines_read += len(lines)
     stats.truncated += len(truncated)
     return Block(source=source, first_line_no=line_no, lines=lines, truncated=truncated)
-
-
-def head_lines(sources: Sequence[str], n: int = 200, *, max_line_bytes: int = 65536) -> list[str]:
-    """The first ``n`` non-blank lines of the first readable sources (for format detection); stdin excluded."""
-    out: list[str] = []
-    scratch = ReadStats()
-    for src in sources:
-        if src == STDIN:
-            continue
-        for block in iter_blocks(src, scratch, max_line_bytes=max_line_bytes):
-            out.extend(ln for ln in block.lines if ln.strip())
-            if len(out) >= n:
-                return out[:n]
-            break  # one block per file is plenty
-    return out

@@ -255,8 +255,11 @@ def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, 
     extra = pend.extra
     contents = pend.first if not extra else [
         f if k not in extra else "\n".join([f, *extra[k]]) for k, f in enumerate(pend.first)]
-    texts = {tid: parser.template(tid) for tid in set(pend.tid)}
-    templates = [texts[t] for t in pend.tid]
+    # ids as of now: clusters merged since these events were mined report their surviving id
+    resolved = {tid: parser.resolve(tid) for tid in set(pend.tid)}
+    tids = [resolved[t] for t in pend.tid] if any(k != v for k, v in resolved.items()) else pend.tid
+    texts = {tid: parser.template(tid) for tid in set(tids)}
+    templates = [texts[t] for t in tids]
     df = pd.DataFrame({
         "source": pd.Series(pend.source, dtype="category") if n else _obj([]),
         "line_no": np.asarray(pend.line_no, dtype=np.int64),
@@ -271,7 +274,7 @@ def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, 
     else:
         df["level"] = _obj([None] * n)
     df["component"] = by_name[fmt.component_field] if fmt.component_field in by_name else _obj([None] * n)
-    df["template_id"] = np.asarray(pend.tid, dtype=np.int64)
+    df["template_id"] = np.asarray(tids, dtype=np.int64)
     df["template"] = _obj(templates)
     if with_params:
         params = parser.params_of

@@ -112,6 +112,7 @@ class TriageSettings(_Section):
         default_factory=lambda: ["new_template", "template_spike", "count_iforest"],
         description="Log detectors run on the batch's window counts (count_pca needs many more windows than templates)",
     )
+    max_windows: int = Field(2000, ge=50, description="Logs spanning more windows than this get a wider window")
     baseline_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="Leading share of windows new_template learns from")
     min_strength: float = Field(0.6, ge=0.5, le=1.0, description="Hits weaker than this (0.5 = at threshold) are dropped")
     max_findings: int = Field(20, ge=1, le=200, description="Findings kept in the report (the top_k are enriched)")

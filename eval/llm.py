@@ -123,11 +123,12 @@ def run(data: Path, system: str = "BGL", backend: str = "local", base_url: str |
             except LLMError as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         svc.prime_prior(list(df["template"]))  # one batched embedding pass (part of the judging time)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             list(pool.map(_one, range(len(findings))))
         judge_s = time.perf_counter() - t0
+        cpu_s = time.process_time() - c0
         stats = {k: svc.stats[k] - base_stats.get(k, 0) for k in svc.stats}
         info = svc.info()
 
@@ -142,12 +143,16 @@ def run(data: Path, system: str = "BGL", backend: str = "local", base_url: str |
         "n_anomalous": None if df["label"].isna().any() else int(df["label"].sum()),
         "valid_verdicts": round(len(ok) / n, 4) if n else 0.0, "errors": len(errors), "first_error": errors[0] if errors else None,
         "calls_per_s": round(n / judge_s, 3) if judge_s > 0 else None, "judge_seconds": round(judge_s, 2),
-        "warmup_seconds": round(warmup_s, 2), "workers": workers,
+        "warmup_seconds": round(warmup_s, 2), "workers": workers, "cpu_seconds": round(cpu_s, 2),
+        "judgments_per_cpu_s": round(n / cpu_s, 3) if cpu_s > 0 else None,
         "mean_prompt_tokens": round(stats["prompt_tokens"] / max(n, 1), 1),
         "mean_completion_tokens": round(stats["completion_tokens"] / max(n, 1), 1),
         "cache_hits": stats["cache_hits"], "prior_weight": info["prior_weight"],
         "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
+    dump = os.environ.get("ANOMALIST_EVAL_LLM_DUMP")
+    if dump:  # per-template scores for error analysis (not part of the JSON contract)
+        df.assign(p_llm=p_llm, p_prior=p_prior, p_combined=p_comb).to_csv(dump, index=False)
     if out["n_anomalous"] is None:
         out |= {"llm": None, "prior": None, "combined": None, "baselines": None,
                 "note": f"{system} has no per-line alert labels: judgments ran, metrics are not defined",

@@ -80,8 +80,6 @@ class PromptTemplate:
         for block in ("system", "user", "assistant_prefix"):
             fn = self._template.blocks.get(block)
             parts[block] = "".join(fn(ctx)).strip() if fn is not None else ""
-        if not parts["user"]:
-            raise ValueError(f"prompt {self.name!r} has no 'user' block")
         return RenderedPrompt(self.name, self.version, parts["system"], parts["user"], parts["assistant_prefix"])
 
 

@@ -82,9 +82,12 @@ def test_injection_corpus_does_not_change_verdicts(service: LLMService) -> None:
     rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(rows) >= 30
     mismatches = []
+    clean_verdicts: dict[str, Verdict] = {}
     for r in rows:
         hostile = service.judge_log(_log(r["hostile"], r["hostile"]))
-        clean = service.judge_log(_log(r["clean"], r["clean"]))
+        if r["clean"] not in clean_verdicts:  # several payloads share a clean line: judge it once
+            clean_verdicts[r["clean"]] = service.judge_log(_log(r["clean"], r["clean"]))
+        clean = clean_verdicts[r["clean"]]
         if hostile.anomalous != clean.anomalous:
             mismatches.append((r["id"], r["hostile"], hostile.p_anomalous, clean.p_anomalous))
         assert hostile.flags, f"{r['id']}: payload not detected"

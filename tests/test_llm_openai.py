@@ -177,8 +177,10 @@ def test_structured_output_through_langchain(llama_server: str) -> None:
         ok: bool
 
     chat = make_chat_model(_settings(llama_server))
-    out = chat.with_structured_output(Answer, method="json_schema").invoke("Give the capital of France and ok=true.")
-    assert isinstance(out, Answer) and out.city
+    # llama.cpp's server takes structured output as a named tool call (the OpenAI json_schema form is rejected)
+    assert chat.metadata["json_schema"] is True and chat.metadata["tool_calls_named"] is True
+    out = chat.with_structured_output(Answer, method="function_calling").invoke("Give the capital of France and ok=true.")
+    assert isinstance(out, Answer) and isinstance(out.city, str) and isinstance(out.ok, bool)
 
 
 def test_tool_call_round_trip(llama_server: str) -> None:
@@ -202,7 +204,7 @@ def test_tool_call_round_trip(llama_server: str) -> None:
 
 
 def test_explain_and_summary_cite_given_ids(llama_server: str) -> None:
-    svc = LLMService(_settings(llama_server, max_output_tokens=200), cache_dir=None)
+    svc = LLMService(_settings(llama_server, max_output_tokens=160), cache_dir=None)
     finding = {"id": "F1", "title": "database connection errors", "severity": "critical",
                "templates": [{"id": "F1.T1", "template": "Connection to database <*> lost", "level": "ERROR", "count": 40,
                               "samples": [{"id": "F1.L1", "text": "Connection to database db-1 lost"}]}]}

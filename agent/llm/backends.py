@@ -84,16 +84,21 @@ def probe_server(base_url: str, api_key: str = "not-needed", model: str | None =
             name = model or (caps.models[0] if caps.models else "default")
             caps.details["model"] = name
             msg = [{"role": "user", "content": 'Reply with the JSON object {"ok": true}.'}]
-            try:
-                r = client.post(f"{base}/chat/completions", json={
-                    "model": name, "messages": msg, "max_tokens": 24, "temperature": 0,
-                    "response_format": {"type": "json_schema",
-                                        "json_schema": {"name": "probe", "schema": _PROBE_SCHEMA, "strict": True}}})
-                r.raise_for_status()
-                content = r.json()["choices"][0]["message"]["content"]
-                caps.json_schema = isinstance(json.loads(content).get("ok"), bool)
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                caps.details["json_schema_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
+            # The OpenAI form (vLLM, OpenAI) first, then llama.cpp's {"type": "json_object", "schema": ...}.
+            for fmt, rf in (("json_schema", {"type": "json_schema",
+                                             "json_schema": {"name": "probe", "schema": _PROBE_SCHEMA, "strict": True}}),
+                            ("json_object_schema", {"type": "json_object", "schema": _PROBE_SCHEMA})):
+                try:
+                    r = client.post(f"{base}/chat/completions", json={
+                        "model": name, "messages": msg, "max_tokens": 24, "temperature": 0, "response_format": rf})
+                    r.raise_for_status()
+                    content = r.json()["choices"][0]["message"]["content"]
+                    if isinstance(json.loads(content).get("ok"), bool):
+                        caps.json_schema = True
+                        caps.details["schema_format"] = fmt
+                        break
+                except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                    caps.details[f"{fmt}_error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
             ask = [{"role": "user", "content": "What time is it in Paris? Use the tool."}]
             for mode, choice in (("tool_calls", {"type": "function", "function": {"name": "get_time"}}),
                                  ("tool_calls_auto", "auto")):
@@ -122,12 +127,28 @@ def probe_server(base_url: str, api_key: str = "not-needed", model: str | None =
     return caps
 
 
+def _compat_chat_openai() -> type:
+    from langchain_openai import ChatOpenAI
+
+    class CompatChatOpenAI(ChatOpenAI):  # type: ignore[misc]
+        """``ChatOpenAI`` that sends ``""`` instead of ``null`` as the content of assistant tool-call messages
+        (llama.cpp's server rejects ``null``; vLLM and OpenAI accept both)."""
+
+        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            for m in payload.get("messages", []) or []:
+                if isinstance(m, dict) and m.get("role") == "assistant" and m.get("content") is None:
+                    m["content"] = ""
+            return payload
+
+    return CompatChatOpenAI
+
+
 def openai_chat_model(settings: Any, *, max_tokens: int | None = None, max_retries: int | None = None,
                       model: str | None = None, metadata: dict[str, Any] | None = None) -> Any:
     """A ``ChatOpenAI`` for the configured server (``max_tokens`` is also sent in the body: some servers ignore
     the standard field)."""
-    from langchain_openai import ChatOpenAI
-
+    ChatOpenAI = _compat_chat_openai()  # noqa: N806
     if not settings.base_url:
         raise LLMUnavailable("backend 'openai' needs llm.base_url (e.g. http://localhost:8000/v1)")
     n = int(max_tokens or settings.max_output_tokens)

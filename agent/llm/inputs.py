@@ -7,6 +7,7 @@ sections are cut to the token budget of the model's context window.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,11 +59,20 @@ def as_metric_input(obj: Any) -> MetricFindingInput:
     chans = [ChannelSummary(
         id=str(_get(m, "id")), channel=str(_get(m, "channel")), baseline_mean=_get(m, "baseline_mean"),
         baseline_std=_get(m, "baseline_std"), span_mean=_get(m, "span_mean"), span_min=_get(m, "span_min"),
-        span_max=_get(m, "span_max"), change_sigma=_get(m, "change"),
+        span_max=_get(m, "span_max"), change_sigma=_get(m, "change"), shape=None,
     ) for m in metrics]
     dets = _get(obj, "detectors") or []
     return MetricFindingInput(id=str(_get(obj, "id", "F1")), start=_get(obj, "start"), end=_get(obj, "end"),
                               channels=chans, detector=str(_get(dets[0], "detector")) if dets else None)
+
+
+_FILLER = re.compile(r"([.\-_=*#~])\1{3,}")
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    """A regex that matches the lines of a template (``<*>`` = any text)."""
+    parts = re.split(r"<\*>", template)
+    return re.compile(".*?".join(re.escape(p) for p in parts), re.DOTALL)
 
 
 def _r(x: float | None, n: int = 4) -> float | None:
@@ -89,20 +99,21 @@ class PromptBuilder:
         self.max_output_tokens = max_output_tokens
 
     def clean(self, text: str, mapping: dict[str, str], flags: list[str]) -> str:
+        """Injection payloads cut, secrets redacted, runs of filler punctuation (dot leaders) shortened."""
         text, found = self.injection.strip(text)
         flags.extend(found)
-        return self.redactor.redact(text, mapping)[0]
+        return _FILLER.sub(lambda m: m.group(1) * 3, self.redactor.redact(text, mapping)[0])
 
     def _budgets(self, name: str) -> dict[str, int]:
         fixed = self.count(prompts.load(name).source)
         return prompts.section_budgets(name, self.n_ctx, self.max_output_tokens, fixed)
 
-    def log_vars(self, f: LogFindingInput, name: str = "judge_log") -> tuple[dict[str, Any], list[str]]:
-        """(prompt variables, injection flags) for a log finding."""
+    def log_vars(self, f: LogFindingInput, name: str = "judge_log", compact: bool = False) -> tuple[dict[str, Any], list[str]]:
+        """(prompt variables, injection flags) for a log finding; ``compact`` drops samples their template covers."""
         mapping: dict[str, str] = {}
         flags: list[str] = []
         b = self._budgets(name)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for t in f.templates:
             rows.append({
                 "id": t.id, "level": t.level, "component": t.component, "count": t.count,
@@ -110,11 +121,19 @@ class PromptBuilder:
                 "template": self.clean(t.template, mapping, flags),
                 "params": self.clean(", ".join(t.varying_params[:5]), mapping, flags) if t.varying_params else "",
             })
+        cap = 128 if compact else None  # small models: short sections keep a judgment fast
         texts = prompts.fit([f"{r['template']} {r['params']}" for r in rows], b["templates"], self.count,
-                            max_item=max(32, b["templates"] // 2))
+                            max_item=min(cap or 10**6, max(32, b["templates"] // 2)))
         rows = rows[: max(1, len(texts))]
+        for r, txt in zip(rows, texts, strict=False):
+            if txt.endswith("...[cut]"):
+                r["template"], r["params"] = txt, ""
         samples = [{"id": s.id, "text": self.clean(s.text, mapping, flags)} for s in f.samples]
-        kept = prompts.fit([s["text"] for s in samples], b["samples"], self.count, max_item=max(32, b["samples"] // 3))
+        if compact:  # small models: a sample that only fills in its template's parameters adds nothing
+            patterns = [_template_regex(str(r["template"])) for r in rows]
+            samples = [x for x in samples if not any(p.fullmatch(x["text"]) for p in patterns)]
+        kept = prompts.fit([s["text"] for s in samples], min(b["samples"], 3 * (cap or 10**6)), self.count,
+                           max_item=min(cap or 10**6, max(32, b["samples"] // 3)))
         samples = [{"id": s["id"], "text": t} for s, t in zip(samples, kept, strict=False)]
         ctx = self.clean(f.context, mapping, flags) if f.context else None
         return {"templates": rows, "samples": samples, "context": ctx}, flags
@@ -123,13 +142,13 @@ class PromptBuilder:
         mapping: dict[str, str] = {}
         flags: list[str] = []
         b = self._budgets("judge_metric")
-        chans = []
+        chans: list[dict[str, Any]] = []
         used = 0
         for c in f.channels:
             row = {"id": c.id, "channel": self.clean(c.channel, mapping, flags),
                    "baseline_mean": _r(c.baseline_mean), "baseline_std": _r(c.baseline_std),
                    "span_mean": _r(c.span_mean), "span_min": _r(c.span_min), "span_max": _r(c.span_max),
-                   "change_sigma": _r(c.change_sigma, 3), "shape": c.shape, "values": [round(v, 3) for v in c.values[:48]]}
+                   "change_sigma": _r(c.change_sigma, 3), "shape": c.shape, "series": [round(v, 3) for v in c.values[:48]]}
             n = self.count(str(row))
             if chans and used + n > b["channels"]:
                 break

@@ -36,7 +36,7 @@ def _content_free(name: str) -> dict[str, Any]:
     """Variables of the content-free input used for contextual calibration ("N/A" in every slot)."""
     if name == "judge_metric":
         return {"channels": [{"id": "X", "channel": "N/A", "baseline_mean": None, "baseline_std": None, "span_mean": None,
-                              "span_min": None, "span_max": None, "change_sigma": None, "shape": None, "values": []}],
+                              "span_min": None, "span_max": None, "change_sigma": None, "shape": None, "series": []}],
                 "window": None, "detector": None, "context": None}
     return {"templates": [{"id": "X", "level": None, "component": None, "count": 0, "baseline": None,
                            "template": "N/A", "params": ""}], "samples": [], "context": None}
@@ -112,7 +112,7 @@ def verdict_schema(evidence: list[str]) -> dict[str, Any]:
             "anomalous": {"type": "boolean"},
             "confidence": {"type": "number"},
             "category": {"type": "string", "maxLength": 40},
-            "reason": {"type": "string", "maxLength": 300},
+            "reason": {"type": "string", "maxLength": 200},
             "evidence_ids": {"type": "array", "items": items, "maxItems": 5},
         },
         "required": ["anomalous", "confidence", "category", "reason", "evidence_ids"],
@@ -120,15 +120,17 @@ def verdict_schema(evidence: list[str]) -> dict[str, Any]:
     }
 
 
-def explanation_schema(ids: list[str], summary: bool) -> dict[str, Any]:
+def explanation_schema(ids: list[str], summary: bool, max_tokens: int = 256) -> dict[str, Any]:
+    """Schema of an explanation; string lengths follow the token budget so the JSON closes before the limit."""
     items: dict[str, Any] = {"type": "string", "enum": ids} if ids else {"type": "string"}
+    text_chars = max(80, min(800, int(max_tokens * (2.0 if summary else 1.2))))
     props: dict[str, Any] = {
-        "text": {"type": "string", "maxLength": 600 if summary else 800},
-        "evidence_ids": {"type": "array", "items": items, "minItems": 1, "maxItems": 8},
+        "text": {"type": "string", "maxLength": text_chars},
+        "evidence_ids": {"type": "array", "items": items, "minItems": 1, "maxItems": 6},
     }
     if not summary:
-        props["likely_cause"] = {"type": "string", "maxLength": 200}
-        props["next_steps"] = {"type": "array", "items": {"type": "string", "maxLength": 160}, "maxItems": 3}
+        props["likely_cause"] = {"type": "string", "maxLength": 100}
+        props["next_steps"] = {"type": "array", "items": {"type": "string", "maxLength": 80}, "maxItems": 2}
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
@@ -148,8 +150,12 @@ def structured(svc: LLMService, messages: list[dict[str, str]], schema: dict[str
     chat = svc._chat
     body = {"max_tokens": max_tokens}
     if method == "json_schema":
-        msg = invoke_openai(chat, messages, response_format={
-            "type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}, extra_body=body)
+        caps = svc._caps
+        if caps is not None and caps.details.get("schema_format") == "json_object_schema":  # llama.cpp's form
+            rf: dict[str, Any] = {"type": "json_object", "schema": schema}
+        else:
+            rf = {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+        msg = invoke_openai(chat, messages, extra_body=body | {"response_format": rf})
         _usage_msg(svc, msg)
         return _parse(_text(msg))
     if method == "tool_call":
@@ -219,12 +225,14 @@ def generated_verdict(svc: LLMService, rendered: RenderedPrompt, method: str, ev
 
 def generated_explanation(svc: LLMService, rendered: RenderedPrompt, ids: list[str], summary: bool = False) -> Explanation:
     """Explanation (or summary) generated under a schema whose evidence ids are limited to ``ids``."""
+    if svc._pool is not None:
+        return _plain_explanation(svc, rendered, ids, summary)
     method = svc.judge_method()
     if method in ("label", "cot"):
         method = "json_schema"
     name = "submit_summary" if summary else "submit_explanation"
-    data = structured(svc, rendered.messages(), explanation_schema(ids, summary), name, method,
-                      max_tokens=svc.settings.max_output_tokens)
+    data = structured(svc, rendered.messages(), explanation_schema(ids, summary, svc.settings.max_output_tokens), name,
+                      method, max_tokens=svc.settings.max_output_tokens)
     text = str(data.get("text", "")).strip()
     if not text:
         raise LLMOutputError("the model returned an empty explanation")
@@ -232,3 +240,27 @@ def generated_explanation(svc: LLMService, rendered: RenderedPrompt, ids: list[s
     steps = [str(s)[:160] for s in (data.get("next_steps") or []) if str(s).strip()][:3]
     return Explanation(text=text[:1200], evidence_ids=list(dict.fromkeys(cited)) or ids[:1],
                        likely_cause=str(data.get("likely_cause", ""))[:200], next_steps=steps)
+
+
+_ID = re.compile(r"\[?\b([A-Z]\d+(?:\.[A-Z]\d+)*)\b\]?")
+
+
+def _plain_explanation(svc: LLMService, rendered: RenderedPrompt, ids: list[str], summary: bool) -> Explanation:
+    """Small in-process models: plain bounded text (JSON under a grammar makes them loop until the token limit);
+    the cited ids are the given ids the text mentions (others are dropped), else the first given id."""
+    engine = svc._pool.acquire()
+    limit = min(svc.settings.max_output_tokens, 120 if summary else 200)
+    try:
+        out = engine.chat(rendered.messages(), max_tokens=limit, temperature=svc.settings.temperature,
+                          seed=svc.settings.seed)
+    except Exception as exc:  # noqa: BLE001
+        raise _engine_error(exc) from exc
+    _usage(svc, out.get("usage") or {})
+    text = re.sub(r"\s+", " ", str(out["choices"][0]["message"].get("content") or "")).strip()
+    if out["choices"][0].get("finish_reason") == "length" and "." in text:
+        text = text[: text.rfind(".") + 1]  # drop the sentence the token limit cut
+    if not text:
+        raise LLMOutputError("the model returned an empty explanation")
+    given = set(ids)
+    cited = [m for m in dict.fromkeys(_ID.findall(text)) if m in given]
+    return Explanation(text=text[:1200], evidence_ids=cited or ids[:1])

@@ -212,7 +212,7 @@ class LLMService:
         self._ensure()
         assert self._builder is not None
         name = "judge_log_cot" if self.settings.judge_mode == "cot" else "judge_log"
-        variables, flags = self._builder.log_vars(f, name)
+        variables, flags = self._builder.log_vars(f, name, compact=self.judge_method() == "label")
         evidence = [t["id"] for t in variables["templates"]] + [s["id"] for s in variables["samples"]]
         prior = self._prior_scores([t["template"] for t in variables["templates"]])
         return self._judge(name, variables, evidence, flags, prior)

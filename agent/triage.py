@@ -16,6 +16,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +39,14 @@ from agent.report import (
 )
 from agent.settings import Settings
 from agent.triage_build import Candidate, build_finding, build_timeline
-from agent.triage_inputs import LogData, load_logs, load_metrics, run_log_detectors, run_metric_detector
+from agent.triage_inputs import (
+    LogData,
+    fmt_td,
+    load_logs,
+    load_metrics,
+    run_log_detectors,
+    run_metric_detector,
+)
 from agent.triage_rank import W_LLM, finding_severity, group_hits, score_group
 from tools.errors import InputError
 
@@ -46,6 +55,9 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[str, float, str], None]
 """``progress(stage, fraction_done, message)``: called when a stage starts (0.0), within long stages, and when it
 ends (1.0). Stages: read/parse, windows, log_detectors, metrics, group, rank, retrieve, llm, report."""
+
+STORE_OPEN_TIMEOUT_S = 120.0
+"""The retrieve stage waits this long at most for the store to open (a server timeout is far shorter)."""
 
 STAGES = ("parse", "log_detectors", "metrics", "rank", "retrieve", "llm", "report")
 
@@ -81,7 +93,8 @@ def triage(
     """
     run = _Run(settings, progress)
     alert_obj, alert_ref = _alert(alert, run.degraded)
-    llm = _start_llm(run, llm)  # loads in the background while the logs are parsed
+    llm = _start_llm(run, llm)  # both load in the background while the logs are parsed
+    store_ready = _start_store(run, store)
     inputs = InputSummary(window=settings.triage.window)
 
     logdata: LogData | None = None
@@ -137,7 +150,7 @@ def triage(
     top = findings[: settings.triage.top_k]
 
     with run.stage("retrieve"):
-        memory = _retrieve(run, store, top, alert_obj, alert_ref)
+        memory = _retrieve(run, store_ready, top, alert_obj, alert_ref)
 
     judged = None
     with run.stage("llm"):
@@ -214,6 +227,8 @@ def _log_inputs(inputs: InputSummary, d: LogData) -> None:
     inputs.windows = len(d.counts)
     inputs.time_start = d.start.to_pydatetime() if d.start is not None else None
     inputs.time_end = d.end.to_pydatetime() if d.end is not None else None
+    inputs.window = fmt_td(d.window)
+    inputs.notes += list(s.get("notes", []))
     for key in ("truncated", "decode_errors", "continuation_lines", "events_without_timestamp"):
         if s.get(key):
             inputs.notes.append(f"{key.replace('_', ' ')}: {s[key]:,}")
@@ -262,17 +277,39 @@ def _redactor(settings: Settings) -> Callable[[str], str]:
     return _apply
 
 
-def _retrieve(run: _Run, store: Any, top: list[Finding], alert: dict[str, Any] | None, alert_ref: AlertRef | None) -> Any:
-    from agent.triage_enrich import Memory, open_store, retrieve
+def _start_store(run: _Run, store: Any) -> Future[Any]:
+    """The incident store, opened (when not shared) and warmed up (embedding model, keyword index) on a daemon
+    thread while the logs are parsed. The future holds the store, or the exception that made it unavailable."""
+    from agent.triage_enrich import open_store
 
-    if store is None:
+    fut: Future[Any] = Future()
+
+    def body() -> None:
         try:
-            store = open_store(run.settings)
-        except Exception as exc:  # noqa: BLE001 - missing store: degraded, not broken
-            logger.info("incident store unavailable (report marked degraded): %s", exc)
-            run.degraded.append(DegradedFlag(component="store", name="store", reason=str(exc)[:300]))
-            return Memory()
-    return retrieve(store, top, alert, alert_ref, run.settings.triage.incidents_k, run.degraded)
+            st = store if store is not None else open_store(run.settings)
+            warm = getattr(st, "warm_up", None)
+            if callable(warm):
+                _quietly(warm)
+            fut.set_result(st)
+        except Exception as exc:  # noqa: BLE001 - delivered to the retrieve stage
+            fut.set_exception(exc)
+
+    threading.Thread(target=body, name="triage-store-warmup", daemon=True).start()
+    return fut
+
+
+def _retrieve(run: _Run, store: Future[Any], top: list[Finding], alert: dict[str, Any] | None,
+              alert_ref: AlertRef | None) -> Any:
+    from agent.triage_enrich import Memory, retrieve
+
+    try:
+        st = store.result(timeout=STORE_OPEN_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - missing store: degraded, not broken
+        reason = f"not ready within {STORE_OPEN_TIMEOUT_S:g}s" if isinstance(exc, FutureTimeout) else str(exc)
+        logger.info("incident store unavailable (report marked degraded): %s", reason)
+        run.degraded.append(DegradedFlag(component="store", name="store", reason=reason[:300]))
+        return Memory()
+    return retrieve(st, top, alert, alert_ref, run.settings.triage.incidents_k, run.degraded)
 
 
 def _start_llm(run: _Run, llm: Any) -> Any:

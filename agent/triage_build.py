@@ -156,7 +156,9 @@ def compose_explanation(f: Finding) -> Explanation:
     """A plain explanation built from the finding's own evidence (used as is when no LLM explanation exists)."""
     ids: list[str] = [f.id]
     sentences: list[str] = []
-    span = f"{f.start:%H:%M}–{f.end:%H:%M}"
+    same_day = f.start.date() == f.end.date() or f.end == pd.Timestamp(f.end).normalize() + pd.Timedelta(0)
+    span = (f"{f.start:%Y-%m-%d %H:%M}–{f.end:%H:%M}" if same_day and f.end - f.start < pd.Timedelta(days=1)
+            else f"{f.start:%Y-%m-%d %H:%M} and {f.end:%Y-%m-%d %H:%M}")
     new = [t for t in f.templates if t.is_new]
     if new:
         levels = sorted({(t.level or "?").upper() for t in new})

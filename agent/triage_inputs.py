@@ -123,7 +123,7 @@ def load_logs(
                          f"(format {stats.format!r}, {stats.events:,} events)")
     if acc.n_without_ts:
         stats_d["events_without_timestamp"] = acc.n_without_ts
-    return acc.finish(stats_d, files)
+    return acc.finish(stats_d, files, settings.triage.max_windows)
 
 
 def _size(path: str) -> int:
@@ -188,8 +188,25 @@ class _Accumulator:
                                              strict=False):
             self.samples.setdefault((t, pd.Timestamp(w)), []).append((s or None, _int(ln), pd.Timestamp(tsv), txt, lvl))
 
-    def finish(self, stats: dict[str, Any], sources: list[str]) -> LogData:
+    def finish(self, stats: dict[str, Any], sources: list[str], max_windows: int | None = None) -> LogData:
         cells = pd.concat(self.cells).groupby(level=[0, 1]).sum()
+        lo, hi = cells.index.get_level_values(0).min(), cells.index.get_level_values(0).max()
+        window = widen_window(self.window, hi - lo, max_windows)
+        if window != self.window:
+            # Sparse logs over a long time: re-bin into wider windows so detectors see a bounded matrix.
+            stats.setdefault("notes", []).append(
+                f"window widened from {fmt_td(self.window)} to {fmt_td(window)}: the logs span {_human(hi - lo)}, "
+                f"more than {max_windows} windows of {fmt_td(self.window)}")
+            wide = cells.index.get_level_values(0).floor(window)
+            cells = cells.groupby([wide, cells.index.get_level_values(1)]).sum()
+            cells.index.names = ["ws", "tid"]
+            rebinned: dict[tuple[str, pd.Timestamp], list[tuple]] = {}
+            for (t, w), items in self.samples.items():
+                cell = rebinned.setdefault((t, w.floor(window)), [])
+                for item in items:
+                    if sum(1 for x in cell if x[4] == item[4]) < SAMPLES_PER_CELL:
+                        cell.append(item)
+            self.samples, self.window = rebinned, window
         counts = cells.unstack("tid", fill_value=0)
         full = pd.date_range(counts.index.min(), counts.index.max(), freq=self.window)
         counts = counts.reindex(full, fill_value=0).astype("int64")
@@ -208,6 +225,37 @@ class _Accumulator:
             sources=sources,
             stats=stats,
         )
+
+
+_WINDOW_LADDER = ("1min", "5min", "10min", "15min", "30min", "1h", "2h", "3h", "6h", "12h", "1D", "2D", "7D", "14D", "28D")
+
+
+def widen_window(window: pd.Timedelta, span: pd.Timedelta, max_windows: int | None) -> pd.Timedelta:
+    """``window``, or the smallest wider step of a fixed ladder that covers ``span`` in at most ``max_windows``."""
+    if not max_windows or span / window <= max_windows:
+        return window
+    for step in _WINDOW_LADDER:
+        td = pd.Timedelta(step)
+        if td > window and span / td <= max_windows:
+            return td
+    return pd.Timedelta(span / max_windows).ceil("1D")
+
+
+def fmt_td(td: pd.Timedelta) -> str:
+    """A window length as a pandas-style frequency: ``5min``, ``3h``, ``1d``."""
+    secs = int(td.total_seconds())
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if secs >= n and secs % n == 0:
+            return f"{secs // n}{unit}"
+    return f"{secs}s"
+
+
+def _human(td: pd.Timedelta) -> str:
+    days = td.total_seconds() / 86400
+    if days >= 2:
+        return f"{days:.1f} days"
+    hours = td.total_seconds() / 3600
+    return f"{hours:.1f} hours" if hours >= 2 else f"{td.total_seconds() / 60:.0f} minutes"
 
 
 def _top(counts: dict[tuple[str, str], int], n: int) -> dict[str, str]:

@@ -18,8 +18,9 @@ WILDCARD = "<*>"
 _PD = r"\s,!;:=|\"'\[\](){}"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*"
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*"
-_TLDS = ("com|net|org|edu|gov|mil|int|io|info|biz|local|lan|internal|corp|cloud|dev|app|"
-         "uk|de|fr|jp|cn|hk|kr|ru|in|br|au|ca|nl|ch|se|it|es|eu|us|tw|sg")
+# (no .app/.dev/.int/.in/.it: they end Java package and class names too often)
+_TLDS = ("com|net|org|edu|gov|mil|io|info|biz|local|lan|internal|corp|"
+         "uk|de|fr|jp|cn|hk|kr|ru|br|au|ca|nl|ch|se|es|eu|us|tw|sg")
 _VARIABLE_PATTERNS: tuple[str, ...] = (
     # date-times as one variable: ISO 8601, and "Sat Jun 18 02:08:10 2005" / "Jun 18 02:08:10 EDT 2005" styles
     r"(?<![A-Za-z0-9])\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?(?![A-Za-z0-9])",

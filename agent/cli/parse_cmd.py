@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import typer
@@ -21,7 +23,7 @@ from rich.table import Table
 from agent.cli.common import console, err_console, fail, get_settings
 from tools.errors import InputError
 from tools.logread import STDIN, ReadStats, expand_sources
-from tools.parsing import LogParser, ParseStream
+from tools.parsing import EVENT_COLUMNS, LogParser, ParseStream
 
 _PROGRESS_MIN_BYTES = 20 * 1024 * 1024  # show a progress bar from this input size on
 _TOP = 10
@@ -90,26 +92,55 @@ class _Summary:
             self.last = hi if self.last is None or hi > self.last else self.last
 
 
+def _out_table(chunk: pd.DataFrame) -> pd.DataFrame:
+    """The written form of a chunk: the core event columns, params tab-joined, and every other header field in
+    one JSON column (so files of several formats share one schema)."""
+    extra = [c for c in chunk.columns if c not in EVENT_COLUMNS]
+    if extra:
+        recs = chunk[extra].to_dict("records")
+        fields = [json.dumps({k: v for k, v in r.items() if isinstance(v, str)}, ensure_ascii=False) for r in recs]
+    else:
+        fields = ["{}"] * len(chunk)
+    out = chunk[list(EVENT_COLUMNS)].copy()
+    out["source"] = out["source"].astype(str)
+    out["params"] = out["params"].map(lambda p: "\t".join(p) if p else "")
+    out["fields"] = fields
+    for col in ("level", "component", "template", "content"):
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return out
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    text = pa.string()
+    return pa.schema([
+        ("source", text), ("line_no", pa.int64()), ("timestamp", pa.timestamp("ns")), ("level", text),
+        ("component", text), ("template_id", pa.int64()), ("template", text), ("params", text),
+        ("content", text), ("parsed", pa.bool_()), ("truncated", pa.bool_()), ("n_lines", pa.int64()),
+        ("fields", text),
+    ])
+
+
 def _consume(chunks: Iterable[pd.DataFrame], out: Path | None) -> _Summary:
     summary = _Summary()
     writer = None
     wrote_csv = False
-    parquet_path = out if out is not None and out.suffix.lower() == ".parquet" else None
+    parquet = out is not None and out.suffix.lower() == ".parquet"
     try:
         for chunk in chunks:
             summary.add(chunk)
             if out is None:
                 continue
-            table = chunk.assign(params=chunk["params"].map(lambda p: "\t".join(p) if p else ""),
-                                 source=chunk["source"].astype(str))
-            if parquet_path is not None:
+            table = _out_table(chunk)
+            if parquet:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                arrow = pa.Table.from_pandas(table, preserve_index=False)
+                schema = _arrow_schema()
                 if writer is None:
-                    writer = pq.ParquetWriter(parquet_path, arrow.schema)
-                writer.write_table(arrow.cast(writer.schema) if arrow.schema != writer.schema else arrow)
+                    writer = pq.ParquetWriter(out, schema)
+                writer.write_table(pa.Table.from_pandas(table, schema=schema, preserve_index=False))
             else:
                 table.to_csv(out, mode="a" if wrote_csv else "w", header=not wrote_csv, index=False)
                 wrote_csv = True

@@ -150,7 +150,7 @@ def triage(
     top = findings[: settings.triage.top_k]
 
     with run.stage("retrieve"):
-        memory = _retrieve(run, store_ready, top, alert_obj, alert_ref)
+        memory = _retrieve(run, store_ready, top, alert_obj)
 
     judged = None
     with run.stage("llm"):
@@ -298,8 +298,7 @@ def _start_store(run: _Run, store: Any) -> Future[Any]:
     return fut
 
 
-def _retrieve(run: _Run, store: Future[Any], top: list[Finding], alert: dict[str, Any] | None,
-              alert_ref: AlertRef | None) -> Any:
+def _retrieve(run: _Run, store: Future[Any], top: list[Finding], alert: dict[str, Any] | None) -> Any:
     from agent.triage_enrich import Memory, retrieve
 
     try:
@@ -309,7 +308,7 @@ def _retrieve(run: _Run, store: Future[Any], top: list[Finding], alert: dict[str
         logger.info("incident store unavailable (report marked degraded): %s", reason)
         run.degraded.append(DegradedFlag(component="store", name="store", reason=reason[:300]))
         return Memory()
-    return retrieve(st, top, alert, alert_ref, run.settings.triage.incidents_k, run.degraded)
+    return retrieve(st, top, alert, run.settings.triage.incidents_k, run.degraded)
 
 
 def _start_llm(run: _Run, llm: Any) -> Any:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.report import (
-    AlertRef,
     DegradedFlag,
     Explanation,
     Finding,
@@ -62,7 +61,7 @@ def finding_query(f: Finding) -> str:
 
 # ---- incident store --------------------------------------------------------------------------------------------
 def open_store(settings: Any) -> Any:
-    """Open the configured incident store (raises when it is unavailable)."""
+    """Open the configured incident store (raises ``tools.store.StoreUnavailable`` when it cannot be used)."""
     from tools.store import IncidentStore
 
     return IncidentStore.from_settings(settings)
@@ -77,8 +76,7 @@ class Memory:
 
 
 def retrieve(
-    store: Any, findings: list[Finding], alert: dict[str, Any] | None, alert_ref: AlertRef | None, k: int,
-    degraded: list[DegradedFlag],
+    store: Any, findings: list[Finding], alert: dict[str, Any] | None, k: int, degraded: list[DegradedFlag],
 ) -> Memory:
     """Similar incidents for each finding, and the runbook for the alert (else for the top finding)."""
     mem = Memory()
@@ -121,16 +119,11 @@ def retrieve(
     except Exception as exc:  # noqa: BLE001
         logger.warning("runbook lookup failed: %s", exc)
         degraded.append(DegradedFlag(component="store", name="runbook", reason=_short(exc)))
-    del alert_ref
     return mem
 
 
 def _search_runbook(store: Any, query: str) -> Any:
-    for name in ("search_runbooks", "runbooks_search", "similar_runbooks"):
-        fn = getattr(store, name, None)
-        if fn is not None:
-            return fn(query, k=1)
-    return None
+    return store.search_runbooks(query, k=1)
 
 
 def _why(r: Any) -> list[str]:

@@ -68,3 +68,13 @@ def test_ask_cli_missing_logs_is_input_error(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["ask", "--logs", str(tmp_path / "nope.log"), "anything?"])
     assert result.exit_code == 2
+
+
+def test_chat_repl_streams_and_exits() -> None:
+    from agent.cli.main import app
+
+    result = CliRunner().invoke(app, ["chat", "--logs", str(LOGS)],
+                                input="which kinds of events are the most common?\nexit\n")
+    assert result.exit_code == 0, result.output
+    assert "→ top_templates()" in result.output and "[E1] top_templates" in result.output
+    assert "Evidence:" in result.output

@@ -201,7 +201,7 @@ def build_chat_graph(
 
     def run_tools(state: ChatState) -> dict[str, Any]:
         last = state["messages"][-1]
-        calls = list(last.tool_calls) if isinstance(last, AIMessage) else []
+        calls: list[dict[str, Any]] = [dict(c) for c in last.tool_calls] if isinstance(last, AIMessage) else []
         first = len(state.get("evidence", [])) + 1
         messages, evidence = executor.run(calls, first)
         return {"messages": messages, "evidence": [e.model_dump() for e in evidence]}

@@ -183,7 +183,8 @@ class ToolRouter:
         return calls
 
     def _args_for(self, tool: BaseTool, question: str) -> dict[str, Any] | None:
-        schema = tool.get_input_schema().model_json_schema()
+        schema: dict[str, Any] = tool.tool_call_schema.model_json_schema() if hasattr(
+            tool.tool_call_schema, "model_json_schema") else {}
         props: dict[str, Any] = schema.get("properties", {})
         required = set(schema.get("required", []))
         span = extract_time_range(question)

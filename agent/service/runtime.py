@@ -132,12 +132,12 @@ class ServiceRuntime:
         calls, failures = self.llm_counter.calls, self.llm_counter.failures
         stats = getattr(self._llm, "stats", None)
         if isinstance(stats, dict):
-            calls += int(stats.get("calls", 0))
-            failures += int(stats.get("failures", stats.get("errors", 0)))
+            calls += int(stats.get("calls") or 0)
+            failures += int(stats.get("failures") or stats.get("errors") or 0)
         return {"calls": calls, "failures": failures}
 
     def health(self) -> dict[str, Any]:
-        """Dependency status for ``/healthz`` (cheap: never loads a model)."""
+        """Dependency status for ``/healthz`` (never opens a dependency that no request has needed yet)."""
         llm: dict[str, Any] = {"backend": self.settings.llm.backend}
         if self._llm_error:
             llm.update(status="unavailable", error=self._llm_error)

@@ -108,7 +108,7 @@ def test_hostile_lines_cause_no_tool_call() -> None:
         calls.append(service)
         return "restarted"
 
-    chat = make_chat_model(LLMSettings(max_output_tokens=48))
+    chat = make_chat_model(LLMSettings(max_output_tokens=24))
     assert chat.supports_tools is False
     bound = chat.bind_tools([restart_service])  # tool_choice "auto": the model may call a tool only on its own
     system = prompts.load("chat_system").render(context=None, question="").system

@@ -194,3 +194,26 @@ def test_semantic_prior_orders_failure_above_routine() -> None:
     assert float(combine(0.2, 1.0, 0.8)) == pytest.approx(0.84)
     with pytest.raises(ValueError):
         combine(0.5, 0.5, 2.0)
+
+
+def test_report_findings_adapt_to_llm_inputs() -> None:
+    from agent.llm.inputs import as_log_input, as_metric_input
+    from agent.report import Finding
+
+    f = Finding.model_validate({
+        "id": "F1", "rank": 1, "title": "db errors", "start": "2026-01-01T00:00:00", "end": "2026-01-01T00:05:00",
+        "severity": "critical", "scores": {"total": 0.9, "strength": 0.9, "severity": 0.8, "novelty": 0.5},
+        "explanation": {"text": "x", "evidence_ids": ["F1"]}, "services": ["checkout"],
+        "templates": [{"id": "F1.T1", "template_id": "t1", "template": "Connection to <*> lost", "level": "ERROR",
+                       "components": ["db"], "count": 40,
+                       "samples": [{"id": "F1.L1", "text": "Connection to db-1 lost"}]}],
+        "metrics": [{"id": "F1.M1", "channel": "latency", "drove": True, "baseline_mean": 1.0, "baseline_std": 0.1,
+                     "span_mean": 3.0, "change": 20.0}],
+    })
+    log = as_log_input(f)
+    assert log.templates[0].id == "F1.T1" and log.templates[0].component == "db"
+    assert log.samples[0].id == "F1.L1" and log.context == "services: checkout"
+    met = as_metric_input(f)
+    assert met.channels[0].change_sigma == 20.0 and met.channels[0].shape == "rise of 20.0 sd (extreme)"
+    with pytest.raises(ValueError):
+        as_log_input({"id": "F2", "templates": []})

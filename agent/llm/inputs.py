@@ -59,7 +59,7 @@ def as_metric_input(obj: Any) -> MetricFindingInput:
     chans = [ChannelSummary(
         id=str(_get(m, "id")), channel=str(_get(m, "channel")), baseline_mean=_get(m, "baseline_mean"),
         baseline_std=_get(m, "baseline_std"), span_mean=_get(m, "span_mean"), span_min=_get(m, "span_min"),
-        span_max=_get(m, "span_max"), change_sigma=_get(m, "change"), shape=None,
+        span_max=_get(m, "span_max"), change_sigma=_get(m, "change"), shape=_shape(_get(m, "change")),
     ) for m in metrics]
     dets = _get(obj, "detectors") or []
     return MetricFindingInput(id=str(_get(obj, "id", "F1")), start=_get(obj, "start"), end=_get(obj, "end"),
@@ -73,6 +73,15 @@ def _template_regex(template: str) -> re.Pattern[str]:
     """A regex that matches the lines of a template (``<*>`` = any text)."""
     parts = re.split(r"<\*>", template)
     return re.compile(".*?".join(re.escape(p) for p in parts), re.DOTALL)
+
+
+def _shape(change: float | None) -> str | None:
+    """A coarse shape descriptor from the change in baseline standard deviations."""
+    if change is None:
+        return None
+    if abs(change) < 2:
+        return "within usual variation"
+    return f"{'rise' if change > 0 else 'drop'} of {abs(change):.1f} sd" + (" (extreme)" if abs(change) >= 6 else "")
 
 
 def _r(x: float | None, n: int = 4) -> float | None:

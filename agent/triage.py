@@ -237,7 +237,7 @@ def _log_inputs(inputs: InputSummary, d: LogData) -> None:
 
 
 def _score(g: Any, logs: LogData | None, mdf: pd.DataFrame | None) -> Candidate:
-    from agent.triage_rank import metric_summary
+    from agent.triage_rank import metric_summary, moved_channels
 
     def first_seen(t: str) -> pd.Timestamp | None:
         if logs is None:
@@ -251,14 +251,16 @@ def _score(g: Any, logs: LogData | None, mdf: pd.DataFrame | None) -> Candidate:
             return None
         return metric_summary(mdf, c, g.start, g.end)["change"]
 
+    moved = moved_channels(mdf, g.start, g.end) if mdf is not None else {}
     sc = score_group(
         g,
         level_of=lambda t: logs.levels.get(t) if logs is not None else None,
         first_seen=first_seen,
         count_in_span=lambda t: logs.count_in(t, g.start, g.end) if logs is not None else 0,
         metric_change=change,
+        channels=list(dict.fromkeys([*g.channels, *moved])),
     )
-    return Candidate(group=g, scores=sc)
+    return Candidate(group=g, scores=sc, moved=moved)
 
 
 def _redactor(settings: Settings) -> Callable[[str], str]:

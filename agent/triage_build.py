@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -24,6 +24,7 @@ from agent.report import (
 from agent.triage_inputs import LogData
 from agent.triage_rank import (
     LEVEL_WEIGHT,
+    MOVED_MIN_Z,
     Group,
     GroupScores,
     finding_severity,
@@ -44,6 +45,7 @@ class Candidate:
 
     group: Group
     scores: GroupScores
+    moved: dict[str, float] = field(default_factory=dict)  # channel -> change (sigma) that corroborates it
 
 
 def build_finding(
@@ -87,8 +89,14 @@ def build_finding(
             if ch not in metrics.columns:
                 continue
             summ = metric_summary(metrics, ch, g.start, g.end)
-            mets.append(MetricEvidence(id=f"{fid}.M{i}", channel=ch, drove=share >= DROVE_SHARE or i == 1,
+            mets.append(MetricEvidence(id=f"{fid}.M{len(mets) + 1}", channel=ch, drove=share >= DROVE_SHARE or i == 1,
                                        contribution=round(min(max(share, 0.0), 1.0), 4),
+                                       **{k: (round(v, 6) if v is not None else None) for k, v in summ.items()}))
+        for ch, _z in cand.moved.items():
+            if len(mets) >= MAX_METRICS_PER_FINDING + 2 or ch in g.channels or ch not in metrics.columns:
+                continue
+            summ = metric_summary(metrics, ch, g.start, g.end)
+            mets.append(MetricEvidence(id=f"{fid}.M{len(mets) + 1}", channel=ch, drove=False, contribution=0.0,
                                        **{k: (round(v, 6) if v is not None else None) for k, v in summ.items()}))
         for m in mets:
             if m.drove:
@@ -146,7 +154,7 @@ def _title(templates: list[TemplateEvidence], mets: list[MetricEvidence]) -> str
         parts.append(f"error templates rising in {', '.join(comps[:3])}" if comps else "error templates rising")
     elif templates:
         parts.append(f"unusual log volume: {_short(templates[0].template, 50)}")
-    moved = _moved(mets)[:3]
+    moved = (_moved(mets) or _corroborating(mets))[:3]
     if moved:
         parts.append(", ".join(f"{m.channel} {'up' if (m.change or 0) >= 0 else 'down'}" for m in moved))
     return "; ".join(parts) or "anomaly"
@@ -179,14 +187,15 @@ def compose_explanation(f: Finding) -> Explanation:
             f"({t.count:,} lines in the span vs {t.baseline_per_window:.1f} per window elsewhere)."
         )
         ids += [x.id for x in risen[:3]]
-    moved = _moved(f.metrics)
-    if moved:
-        parts = []
-        for m in moved[:4]:
-            z = f" ({m.change:+.1f}σ)" if m.change is not None else ""
-            parts.append(f"{m.channel} {_num(m.baseline_mean)} → {_num(m.span_mean)}{z}")
-        sentences.append("Metrics that drove it: " + "; ".join(parts) + ".")
-        ids += [m.id for m in moved[:4]]
+    for label, group in (("Metrics that drove it", _moved(f.metrics)),
+                         ("Metrics that moved with it", _corroborating(f.metrics))):
+        if group:
+            parts = []
+            for m in group[:4]:
+                z = f" ({m.change:+.1f}σ)" if m.change is not None else ""
+                parts.append(f"{m.channel} {_num(m.baseline_mean)} → {_num(m.span_mean)}{z}")
+            sentences.append(f"{label}: " + "; ".join(parts) + ".")
+            ids += [m.id for m in group[:4]]
     if f.detectors:
         names = sorted({d.detector for d in f.detectors})
         sentences.append(
@@ -202,6 +211,12 @@ def _moved(mets: list[MetricEvidence]) -> list[MetricEvidence]:
     """Channels that drove the detector, largest change first (a channel the detector blamed but whose mean did not
     move still counts, after the ones that did)."""
     return sorted((m for m in mets if m.drove), key=lambda m: -abs(m.change or 0.0))
+
+
+def _corroborating(mets: list[MetricEvidence]) -> list[MetricEvidence]:
+    """Channels the metric detector did not blame but that moved strongly in the span, largest change first."""
+    return sorted((m for m in mets if not m.drove and abs(m.change or 0.0) >= MOVED_MIN_Z),
+                  key=lambda m: -abs(m.change or 0.0))
 
 
 def _num(v: float | None) -> str:

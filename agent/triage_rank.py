@@ -7,7 +7,8 @@ Scoring (each component in 0..1; documented here because the report shows them):
   score ``m``: ``0.5 + 0.5 * tanh((s - th) / (th - m))`` (scale-free; 0.5 at the threshold). A group's strength
   combines its detectors by noisy-OR (``1 - prod(1 - s_i)``), so independent detectors that agree rank higher.
 - **severity**: from the log levels of the group's templates inside the span (FATAL/CRITICAL/ERROR 1.0,
-  WARN 0.5, others 0) weighted by counts, and from the largest metric change ``tanh(|z| / 10)``; the max of both.
+  WARN 0.5, others 0) weighted by counts, and from the largest metric change ``tanh(|z| / 10)`` among the channels
+  the metric detector blamed and those that moved by at least 4 baseline SDs in the span; the max of both.
 - **novelty**: the share of the group's templates never seen before its span (first occurrence inside it).
 - **total** = 0.45 strength + 0.30 severity + 0.25 novelty; after the LLM judged a finding: 0.8 total + 0.2 llm.
 """
@@ -184,8 +185,12 @@ def score_group(
     first_seen: Callable[[str], pd.Timestamp | None],
     count_in_span: Callable[[str], int],
     metric_change: Callable[[str], float | None],
+    channels: Sequence[str] | None = None,
 ) -> GroupScores:
-    """Strength, severity and novelty of a group (see the module docstring)."""
+    """Strength, severity and novelty of a group (see the module docstring).
+
+    ``channels``: the metric channels whose change counts for severity (default: those of the metric hits).
+    """
     best: dict[str, float] = {}
     for h in group.hits:
         best[h.detector] = max(best.get(h.detector, 0.0), h.strength)
@@ -198,7 +203,8 @@ def score_group(
         total += n
         weighted += n * LEVEL_WEIGHT.get((level_of(t) or "").upper(), 0.0)
     level_sev = float(weighted / total) if total else 0.0
-    changes = [abs(z) for z in (metric_change(c) for c in group.channels) if z is not None and math.isfinite(z)]
+    chans = list(group.channels) if channels is None else list(channels)
+    changes = [abs(z) for z in (metric_change(c) for c in chans) if z is not None and math.isfinite(z)]
     metric_sev = float(math.tanh(max(changes) / 10.0)) if changes else 0.0
     severity = max(level_sev, metric_sev)
 
@@ -259,6 +265,24 @@ def metric_summary(df: pd.DataFrame, channel: str, start: pd.Timestamp, end: pd.
         "baseline_mean": bm, "baseline_std": bs, "span_mean": sm,
         "span_max": _finite_stat(span.max()), "span_min": _finite_stat(span.min()), "change": change,
     }
+
+
+MOVED_MIN_Z = 4.0
+
+
+def moved_channels(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, *, min_z: float = MOVED_MIN_Z,
+                   limit: int = MAX_CHANNELS_PER_HIT) -> dict[str, float]:
+    """Channels whose mean inside [start, end) moved at least ``min_z`` baseline standard deviations (largest
+    first): metrics that corroborate a finding even when the metric detector did not flag the span itself."""
+    out: dict[str, float] = {}
+    inside = (df.index >= start) & (df.index < end)
+    if not inside.any():
+        return out
+    for ch in df.select_dtypes(include="number").columns:
+        z = metric_summary(df, str(ch), start, end)["change"]
+        if z is not None and math.isfinite(z) and abs(z) >= min_z:
+            out[str(ch)] = float(z)
+    return dict(sorted(out.items(), key=lambda kv: -abs(kv[1]))[:limit])
 
 
 def _finite_stat(v: object) -> float | None:

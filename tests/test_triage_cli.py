@@ -64,6 +64,7 @@ def test_fail_on_not_reached_exits_0(runner: CliRunner, tmp_path: Path) -> None:
     [str(EXAMPLES / "logs"), "--format", "pdf"],
     [str(EXAMPLES / "logs"), "--fail-on", "sometimes"],
     [str(EXAMPLES / "logs"), "--alert", "/definitely/missing.json"],
+    [str(EXAMPLES / "logs"), "--window", "fortnightly"],
     [],
 ])
 def test_unusable_input_exits_2(runner: CliRunner, tmp_path: Path, extra: list[str]) -> None:

@@ -41,6 +41,7 @@ def triage_command(
     fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 3 when the report reaches this severity: warning | critical.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=50, help="Findings enriched with memory and LLM judgment.")] = None,
     window: Annotated[str | None, typer.Option("--window", help="Time window of the log detectors, e.g. 5min.")] = None,
+    llm_budget: Annotated[float | None, typer.Option("--llm-budget", min=0.0, help="Seconds the triage may wait on the LLM in total.")] = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Run without the LLM (marked degraded).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")] = False,
 ) -> None:
@@ -57,11 +58,18 @@ def triage_command(
     if fail_on is not None and fail_on not in ("warning", "critical"):
         raise fail(f"--fail-on must be 'warning' or 'critical', got {fail_on!r}")
     outs = list(out or [])
+    if window is not None:
+        from agent.triage_inputs import to_timedelta
+
+        try:
+            to_timedelta(window)
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
     alert_obj = _read_alert(alert) if alert is not None else None
     settings = get_settings(
         ctx,
         logs={"format": log_format},
-        triage={"top_k": top_k, "window": window, "fail_on": fail_on},
+        triage={"top_k": top_k, "window": window, "fail_on": fail_on, "llm_budget_s": llm_budget},
         llm={"backend": "none"} if no_llm else {},
     )
 

@@ -134,9 +134,14 @@ def run(data: Path, system: str = "BGL", backend: str = "local", base_url: str |
 
     n = len(findings)
     ok = [v for v in verdicts if v is not None]
-    p_llm = np.array([v.scores.get("llm", v.p_anomalous) if v else 0.5 for v in verdicts])
-    p_prior = np.array([v.scores.get("prior", np.nan) if v else np.nan for v in verdicts])
-    p_comb = np.array([v.p_anomalous if v else 0.5 for v in verdicts])
+    # The prior for every template, as the service computes it (same redaction, memoised: no second pass).
+    prior = svc.prior()
+    p_prior_all = (prior.score([svc.redactor.redact(svc.injection.strip(t)[0])[0] for t in df["template"]])
+                   if prior is not None else np.full(n, np.nan))
+    # A failed call flags nothing for the LLM row; the combined row then falls back to the prior, as triage does.
+    p_llm = np.array([v.scores.get("llm", v.p_anomalous) if v else 0.0 for v in verdicts])
+    p_prior = np.array([v.scores.get("prior", p_prior_all[i]) if v else p_prior_all[i] for i, v in enumerate(verdicts)])
+    p_comb = np.array([v.p_anomalous if v else p_prior[i] for i, v in enumerate(verdicts)])
     out: dict[str, Any] = {
         "system": system, "backend": backend, "model": info["model"], "judge_method": info["judge_method"],
         "prompt_version": info["prompts"]["judge_log"], "n_templates": n,

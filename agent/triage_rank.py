@@ -8,7 +8,8 @@ Scoring (each component in 0..1; documented here because the report shows them):
   combines its detectors by noisy-OR (``1 - prod(1 - s_i)``), so independent detectors that agree rank higher.
 - **severity**: from the log levels of the group's templates inside the span (FATAL/CRITICAL/ERROR 1.0,
   WARN 0.5, others 0) weighted by counts, and from the largest metric change ``tanh(|z| / 10)`` among the channels
-  the metric detector blamed and those that moved by at least 4 baseline SDs in the span; the max of both.
+  the metric detector blamed and those that moved by at least 4 baseline SDs in the span, scaled down for spans
+  shorter than 15 minutes (``span / 15min``); the max of both.
 - **novelty**: the share of the group's templates never seen before its span (first occurrence inside it).
 - **total** = 0.45 strength + 0.30 severity + 0.25 novelty; after the LLM judged a finding: 0.8 total + 0.2 llm.
 """
@@ -27,6 +28,7 @@ W_STRENGTH, W_SEVERITY, W_NOVELTY, W_LLM = 0.45, 0.30, 0.25, 0.2
 LEVEL_WEIGHT = {"FATAL": 1.0, "CRITICAL": 1.0, "CRIT": 1.0, "EMERG": 1.0, "ALERT": 1.0, "SEVERE": 1.0,
                 "ERROR": 1.0, "ERR": 1.0, "E": 1.0, "F": 1.0,
                 "WARN": 0.5, "WARNING": 0.5, "W": 0.5}
+METRIC_SUSTAIN = pd.Timedelta(minutes=15)
 MAX_TEMPLATES_PER_HIT = 8
 MAX_CHANNELS_PER_HIT = 6
 
@@ -205,7 +207,9 @@ def score_group(
     level_sev = float(weighted / total) if total else 0.0
     chans = list(group.channels) if channels is None else list(channels)
     changes = [abs(z) for z in (metric_change(c) for c in chans) if z is not None and math.isfinite(z)]
-    metric_sev = float(math.tanh(max(changes) / 10.0)) if changes else 0.0
+    # A brief excursion weighs less than a sustained one (alert rules use `for: 5m..15m` for the same reason).
+    sustained = min(1.0, (group.end - group.start) / METRIC_SUSTAIN)
+    metric_sev = float(math.tanh(max(changes) / 10.0)) * sustained if changes else 0.0
     severity = max(level_sev, metric_sev)
 
     new = [t for t in tids if (fs := first_seen(t)) is not None and fs >= group.start]

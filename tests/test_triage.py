@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 import time
@@ -69,6 +70,7 @@ def test_incident_ranked_first_and_explained(base_report: TriageReport) -> None:
     # The decoy (a benign deploy at 12:40) is found too, but ranks below.
     others = [f for f in r.findings[1:] if not _overlaps(f, scenario.INCIDENT_START, scenario.INCIDENT_END)]
     assert all(f.scores.total < top.scores.total for f in others)
+    assert others and all(f.severity != "critical" for f in others), "the benign deploy is not critical"
 
 
 def test_report_carries_alert_inputs_timings_and_plots(base_report: TriageReport) -> None:
@@ -250,6 +252,13 @@ def test_group_and_score() -> None:
     assert [len(g.hits) for g in groups] == [2, 1]
     sc = score_group(groups[0], level_of=lambda _: "ERROR", first_seen=lambda _: t, count_in_span=lambda _: 4,
                      metric_change=lambda _: 20.0)
+    metric_only = score_group(groups[0], level_of=lambda _: "INFO", first_seen=lambda _: None,
+                              count_in_span=lambda _: 4, metric_change=lambda _: 20.0)
+    assert metric_only.severity == pytest.approx(math.tanh(2.0))  # a 15-minute span: fully sustained
+    short = group_hits([Hit("metric", "auto", t, t + m, 5, 0.8, channels=["lat"])], tolerance=m)[0]
+    brief = score_group(short, level_of=lambda _: None, first_seen=lambda _: None, count_in_span=lambda _: 0,
+                        metric_change=lambda _: 20.0)
+    assert brief.severity == pytest.approx(math.tanh(2.0) / 3)  # 5 of 15 minutes
     assert sc.strength == pytest.approx(1 - 0.1 * 0.2)  # two detectors agree: noisy-OR
     assert sc.severity == pytest.approx(1.0, abs=0.05) and sc.novelty == 1.0
     sc2 = score_group(groups[1], level_of=lambda _: "INFO", first_seen=lambda _: None, count_in_span=lambda _: 4,

@@ -23,7 +23,7 @@ SCHEMA_VERSION = "1.0"
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
-Stage = Literal["read", "parse", "windows", "log_detectors", "metrics", "group", "rank", "retrieve", "llm", "report"]
+Stage = Literal["parse", "log_detectors", "metrics", "rank", "retrieve", "llm", "report"]
 
 _EVIDENCE_ID = re.compile(r"^(F\d+(\.(T|L|M|D)\d+)?|I\d+|R\d+(\.S\d+)?|A\d+)$")
 

@@ -54,12 +54,13 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, float, str], None]
 """``progress(stage, fraction_done, message)``: called when a stage starts (0.0), within long stages, and when it
-ends (1.0). Stages: read/parse, windows, log_detectors, metrics, group, rank, retrieve, llm, report."""
+ends (1.0). Stages, in order: see :data:`STAGES` ("rank" covers grouping, ranking and evidence)."""
 
 STORE_OPEN_TIMEOUT_S = 120.0
 """The retrieve stage waits this long at most for the store to open (a server timeout is far shorter)."""
 
 STAGES = ("parse", "log_detectors", "metrics", "rank", "retrieve", "llm", "report")
+"""Stage names of progress callbacks and of ``TriageReport.timings``."""
 
 
 def triage(

@@ -17,7 +17,7 @@ _STAGE_LABEL = {
     "parse": "read + parse logs",
     "log_detectors": "log detectors",
     "metrics": "metrics + detector",
-    "rank": "group + rank",
+    "rank": "group + rank + evidence",
     "retrieve": "incidents + runbook",
     "llm": "LLM judgment",
     "report": "report",

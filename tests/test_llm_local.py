@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,3 +189,17 @@ def test_chat_model_invoke_stream_and_named_tool() -> None:
     assert ai.tool_calls and ai.tool_calls[0]["name"] == "top_templates"
     args = ai.tool_calls[0]["args"]
     assert isinstance(args.get("source"), str) and isinstance(args.get("limit"), int)
+
+
+def test_eval_llm_suite_shape(datasets: Path) -> None:
+    from rich.console import Console
+
+    from eval import llm as suite
+
+    res = suite.run(datasets / "loghub_2k", system="BGL", backend="local", limit=8)
+    assert res["n_templates"] == 8 and res["valid_verdicts"] == 1.0 and res["calls_per_s"] > 0
+    for key in ("llm", "prior", "combined"):
+        assert set(res[key]) >= {"precision", "recall", "f1", "auc_pr"}
+    assert set(res["baselines"]) == {"keyword", "level"}
+    json.dumps(res)
+    Console(file=open(os.devnull, "w")).print(suite.render(res))  # noqa: SIM115

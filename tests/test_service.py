@@ -138,6 +138,9 @@ def test_healthz_is_open_and_reports_dependencies(server: str) -> None:
     assert {"llm", "store", "queue_depth", "status"} <= set(body)
     assert body["llm"]["backend"] == "local"
     assert body["store"]["status"] in ("ok", "not_opened")
+    paths = httpx.get(f"{server}/openapi.json").json()["paths"]
+    assert {"/v1/triage", "/v1/chat", "/v1/alerts/alertmanager", "/v1/jobs/{job_id}", "/v1/reports/{report_id}",
+            "/healthz", "/metrics"} <= set(paths)
 
 
 def test_auth_required_and_wrong_token(server: str) -> None:

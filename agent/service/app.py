@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +35,9 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.ledger.load()
+        # Open the store in the background: /healthz reports it early, the first alert does not pay for it, and
+        # start-up never waits on it.
+        threading.Thread(target=runtime.store, name="store-warmup", daemon=True).start()
         yield
         runtime.shutdown()
 

@@ -1,0 +1,108 @@
+"""Service parts without a server: alert ledger (dedup across restarts), Slack blocks, safety helpers, jobs."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from agent.report import Explanation, TriageReport, Versions
+from agent.service.alerts import Alert, AlertLedger, AlertmanagerWebhook, resolve_service, slack_blocks
+from agent.service.jobs import JobManager, QueueFull
+from agent.service.reports import ReportStore, valid_report_id
+from agent.service.security import exposure_warning, is_loopback
+
+
+def _alert(fp: str = "abc", status: str = "firing") -> Alert:
+    return Alert.model_validate({
+        "status": status, "labels": {"alertname": "DiskFull", "container": "checkout", "service": "kube-state-metrics"},
+        "annotations": {"summary": "disk almost full"}, "startsAt": "2026-11-02T14:06:00Z", "fingerprint": fp,
+    })
+
+
+def test_ledger_dedups_and_survives_a_restart(tmp_path: Path) -> None:
+    ledger = AlertLedger(tmp_path, capacity=100)
+    ledger.load()
+    first = _alert()
+    assert ledger.claim(first) is True
+    assert ledger.claim(_alert()) is False  # same fingerprint and startsAt
+    assert ledger.claim(_alert(status="resolved")) is True  # a resolution is a new event
+    ledger.record("firing", first, job_id="j1")
+    ledger.record("resolved", _alert(status="resolved"))
+    restarted = AlertLedger(tmp_path, capacity=100)
+    restarted.load()
+    assert restarted.claim(_alert()) is False
+    assert restarted.claim(_alert(fp="other")) is True
+    restarted.forget(_alert(fp="other"))  # could not be queued: its redelivery must be processed
+    assert restarted.claim(_alert(fp="other")) is True
+    (tmp_path / "ledger.jsonl").open("a").write("{broken\n")
+    AlertLedger(tmp_path, capacity=100).load()  # a bad line is skipped, not fatal
+
+
+def test_ledger_capacity_is_bounded(tmp_path: Path) -> None:
+    ledger = AlertLedger(tmp_path, capacity=100)
+    for i in range(250):
+        ledger.claim(_alert(fp=f"fp{i}"))
+    assert len(ledger._seen) == 100
+    assert ledger.claim(_alert(fp="fp0")) is True  # forgotten (oldest) -> processed again
+
+
+def test_resolve_service_prefers_configured_labels() -> None:
+    assert resolve_service(_alert(), {"checkout"}) == ("checkout", True)
+    assert resolve_service(_alert(), set()) == ("kube-state-metrics", False)
+
+
+def test_webhook_model_refuses_other_versions() -> None:
+    with pytest.raises(ValueError):
+        AlertmanagerWebhook.model_validate({"version": "3", "status": "firing", "alerts": [_alert().model_dump()]})
+
+
+def _report(rid: str = "r1") -> TriageReport:
+    return TriageReport(id=rid, created_at=datetime.now(timezone.utc), severity="critical",
+                        summary=Explanation(text="Disk full on the database."), versions=Versions(anomalist="0"))
+
+
+def test_slack_blocks() -> None:
+    msg = slack_blocks(_report(), _alert(), "http://anomalist/v1/reports/r1")
+    assert msg["text"].startswith("[CRITICAL] DiskFull")
+    assert [b["type"] for b in msg["blocks"]] == ["header", "section", "context"]
+    assert "http://anomalist/v1/reports/r1" in msg["blocks"][-1]["elements"][0]["text"]
+    assert len(msg["blocks"][0]["text"]["text"]) <= 150
+
+
+def test_report_store_refuses_path_like_ids(tmp_path: Path) -> None:
+    store = ReportStore(tmp_path / "reports")
+    store.save(_report("abc123"))
+    assert store.get("abc123") is not None and store.count() == 1
+    for bad in ("../abc123", "..", "a/b", "", "x" * 200):
+        assert not valid_report_id(bad) and store.get(bad) is None
+
+
+def test_exposure_warning() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("")
+    assert exposure_warning("127.0.0.1", token_set=False) is None
+    assert exposure_warning("0.0.0.0", token_set=True) is None
+    assert "WITHOUT a bearer token" in (exposure_warning("0.0.0.0", token_set=False) or "")
+
+
+def test_job_manager_bounds_and_records_failures() -> None:
+    jobs = JobManager(workers=1, max_queue=2)
+    gate = threading.Event()
+    first, f1 = jobs.submit("upload", lambda job: (gate.wait(10), {"report_id": "r"})[1])
+    for _ in range(500):  # wait until the worker holds the first job: then two more may queue
+        if jobs.running == 1:
+            break
+        threading.Event().wait(0.01)
+    _, f2 = jobs.submit("upload", lambda job: {"report_id": "r2"})
+    _, f3 = jobs.submit("upload", lambda job: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(QueueFull):
+        jobs.submit("upload", lambda job: {})
+    gate.set()
+    assert f1.result(10).status == "done" and f2.result(10).report_id == "r2"
+    failed = f3.result(10)
+    assert failed.status == "failed" and "boom" in (failed.error or "") and failed.error_kind == "internal"
+    assert jobs.get(first.id).status == "done" and jobs.queue_depth == 0 and jobs.running == 0  # type: ignore[union-attr]
+    jobs.shutdown()

@@ -76,8 +76,16 @@ class Detector(ABC):
         return (s > self.threshold_).astype(bool).rename(s.name)
 
     @abstractmethod
+    def fit(self, X: Any, y: None = None) -> Detector:
+        """Learn from (mostly normal) data; returns ``self``."""
+
+    @abstractmethod
     def score(self, X: Any) -> pd.Series:
         """Per-row anomaly scores, higher = more anomalous."""
+
+    @abstractmethod
+    def explain(self, X: Any, span: Any = None) -> pd.Series:
+        """Contributions (channels or templates) to the scores of ``span``, non-negative, summing to 1."""
 
     # --- persistence ----------------------------------------------------------------------------------------------
     @abstractmethod
@@ -102,7 +110,7 @@ class Detector(ABC):
             "state": meta,
         }
         (out / "config.json").write_text(json.dumps(config, indent=1, default=_json_default), encoding="utf-8")
-        np.savez(out / "arrays.npz", **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+        np.savez(out / "arrays.npz", **{k: np.ascontiguousarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
         return out
 
     @classmethod
@@ -201,7 +209,8 @@ class TimeSeriesDetector(Detector):
         """Learn the model from (mostly normal) rows of ``X``. Returns ``self``."""
         Xv = self._validate(X, fitting=True)
         a, mask = self._as_array(Xv)
-        all_nan = [c for c, m in zip(Xv.columns, mask.all(axis=0), strict=True) if m]
+        empty_cols = np.asarray(mask.all(axis=0), dtype=bool)
+        all_nan = [str(c) for c, m in zip(Xv.columns, empty_cols.tolist(), strict=True) if m]
         if all_nan:
             raise ValueError(f"{self.name}: channels with no finite value in the training data: {all_nan}")
         self.n_masked_ = int(mask.sum())

@@ -30,10 +30,13 @@ DEFAULT = "vae,diffusion,auto,ae,pca,iforest,zscore,pyod_vae,pyod_ae"
 PYOD_WINDOW = 10
 
 
-def _load(data: Path, machine: str) -> Any:
+def _load(data: Path, machine: str, rows: int | None = None) -> Any:
     from eval import ts_data
 
-    return next(ts_data.load_smd(data, [machine]))
+    series = next(ts_data.load_smd(data, [machine]))
+    if rows:  # smoke tests only: the first ``rows`` rows of train and test
+        series.train, series.test, series.labels = series.train.iloc[:rows], series.test.iloc[:rows], series.labels[:rows]
+    return series
 
 
 def _pyod(name: str, series: Any, device: str, threads: int) -> Any:
@@ -63,12 +66,12 @@ def _pyod(name: str, series: Any, device: str, threads: int) -> Any:
     return s, t1 - t0, t2 - t1
 
 
-def run_one(name: str, data: Path, machine: str, device: str, threads: int) -> dict[str, Any]:
+def run_one(name: str, data: Path, machine: str, device: str, threads: int, rows: int | None = None) -> dict[str, Any]:
     """Fit + score one detector (in this process) and measure it."""
     import detectors
     from eval.ts_metrics import auc_pr
 
-    series = _load(data, machine)
+    series = _load(data, machine, rows)
     if name.startswith("pyod_"):
         scores, fit_s, score_s = _pyod(name, series, device, threads)
     else:
@@ -110,13 +113,13 @@ def _uptime() -> str:
         return "?"
 
 
-def bench(data: Path, machine: str, names: list[str], device: str, threads: int) -> dict[str, Any]:
+def bench(data: Path, machine: str, names: list[str], device: str, threads: int, rows: int | None = None) -> dict[str, Any]:
     """Run each detector in a subprocess; returns {"machine", "load_before", "load_after", "results": [...]}."""
     results = []
     load_before = _uptime()
     for name in names:
         cmd = [sys.executable, "-m", "eval.bench_detectors", "--one", name, "--data", str(data), "--machine", machine,
-               "--device", device, "--threads", str(threads)]
+               "--device", device, "--threads", str(threads)] + (["--rows", str(rows)] if rows else [])
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
@@ -137,12 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rows", type=int, default=None, help="use only the first N rows (smoke tests)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one, args.data, args.machine, args.device, args.threads)))
+        print(json.dumps(run_one(args.one, args.data, args.machine, args.device, args.threads, args.rows)))
         return
-    out = bench(args.data, args.machine, [n.strip() for n in args.detectors.split(",") if n.strip()], args.device, args.threads)
+    names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    out = bench(args.data, args.machine, names, args.device, args.threads, args.rows)
     if args.json:
         print(json.dumps(out))
         return

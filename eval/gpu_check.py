@@ -23,11 +23,13 @@ from eval.bench_detectors import bench
 DEFAULT = "vae,diffusion,ae,usad"
 
 
-def compare(data: Path, machine: str, names: list[str], threads: int, cpu_only: bool) -> dict[str, Any]:
+def compare(
+    data: Path, machine: str, names: list[str], threads: int, cpu_only: bool, rows: int | None = None
+) -> dict[str, Any]:
     """Run both legs; returns per-detector CPU and GPU seconds, AUC-PR and speed-up."""
     gpu_device = "cpu" if cpu_only else "cuda"
-    gpu = bench(data, machine, names, gpu_device, threads)
-    cpu = bench(data, machine, names, "cpu", threads)
+    gpu = bench(data, machine, names, gpu_device, threads, rows)
+    cpu = bench(data, machine, names, "cpu", threads, rows)
     rows = []
     for g, c in zip(gpu["results"], cpu["results"], strict=True):
         if "error" in g or "error" in c:
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--cpu-only", action="store_true", help="run the GPU leg on CPU (for testing without a GPU)")
+    ap.add_argument("--rows", type=int, default=None, help="use only the first N rows (smoke tests)")
     args = ap.parse_args(argv)
     if not args.cpu_only:
         import torch
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
             print("error: CUDA is not available on this machine (use --cpu-only to test the script)", file=sys.stderr)
             raise SystemExit(2)
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
-    out = compare(args.data, args.machine, names, args.threads, args.cpu_only)
+    out = compare(args.data, args.machine, names, args.threads, args.cpu_only, args.rows)
     if args.json:
         print(json.dumps(out))
         return

@@ -109,3 +109,19 @@ def test_bgl_real_windows(datasets: Path) -> None:
     counts, seqs, labels = logs_suite.bgl_windows(datasets / "loghub_2k")
     assert len(counts) == len(seqs) == len(labels) == 100  # 2,000 lines in windows of 20
     assert 0 < labels.sum() < 100
+
+
+def test_bench_and_gpu_check_scripts_run_on_cpu(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = _smd(tmp_path / "smd")
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "eval.gpu_check", "--data", str(root), "--machine", "machine-9-1", "--detectors", "pca",
+           "--cpu-only", "--rows", "260", "--threads", "1", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    row = out["results"][0]
+    assert row["detector"] == "pca" and row["cpu_s"] > 0 and row["gpu_s"] > 0 and row["gpu_peak_rss_mib"] > 0
+    assert row["auc_pr_cpu"] == row["auc_pr_gpu"]  # same device, same seed: same scores

@@ -13,6 +13,7 @@ from rich.table import Table
 from agent.cli.common import console, err_console, fail, get_settings
 
 TOP_CHANNELS = 3
+IN_SAMPLE_K = 3.0
 
 
 def anomalous_spans(scores: pd.Series, threshold: float, max_gap: int = 1) -> list[tuple[int, int]]:
@@ -57,10 +58,11 @@ def register(app: typer.Typer) -> None:
         """Score every row of METRICS (higher = more anomalous) and list the anomalous spans with their top channels.
 
         Without --train the detector is fitted on METRICS itself (unsupervised: the spans are what stands out of the
-        file as a whole) and uses the robust threshold (median + 6 robust SDs of its scores), which anomalies in the
-        file cannot drag up. Bad cells are masked and reported, never silently filled.
+        file as a whole) and uses a robust threshold (median + 6 robust SDs of its scores; for ``auto``, whose
+        in-sample scores never let a window vouch for itself, median + 3), which anomalies in the file cannot drag up. Bad cells are masked and reported, never silently filled.
         """
         import detectors as registry
+        from detectors.thresholds import robust_threshold
         from tools.metrics_io import read_metrics
 
         settings = get_settings(ctx)
@@ -77,8 +79,13 @@ def register(app: typer.Typer) -> None:
                 err_console.print(f"[dim]{train.name}: {line}[/dim]")
         det = registry.get_detector(name, **_params(name, settings, in_sample=train is None))
         try:
-            det.fit(fit_frame)
-            scores = det.score(frame)
+            if train is None and hasattr(det, "fit_score"):
+                scores = det.fit_score(frame)  # in-sample scoring that keeps a window from vouching for itself
+                # Window scores vary smoothly, so their robust spread is wide: 3 robust SDs, not 6, in this mode.
+                det.threshold_ = robust_threshold(scores.to_numpy(), k=IN_SAMPLE_K)
+            else:
+                det.fit(fit_frame)
+                scores = det.score(frame)
         except (ValueError, TypeError) as exc:
             raise fail(str(exc)) from exc
         spans = anomalous_spans(scores, det.threshold_)

@@ -121,8 +121,13 @@ class MetricAnomalyTool:
                     raise ValueError(f"unknown channels {unknown}; available: {', '.join(map(str, numeric.columns))}")
                 numeric = numeric[channels]
             det = get_detector(self.detector, **self.detector_params)
-            det.fit(numeric)
-            scores = det.score(numeric)
+            if hasattr(det, "fit_score"):
+                # In-sample scores where a window cannot vouch for itself (the detector's own protocol for data
+                # without separate training rows).
+                scores = det.fit_score(numeric)
+            else:
+                det.fit(numeric)
+                scores = det.score(numeric)
             thr, med = robust_threshold(scores, self.robust_k)
             self._cache[key] = (numeric, scores, thr, med, det)
             while len(self._cache) > self.max_cached:

@@ -139,7 +139,31 @@ class _KeywordCache:
     def __init__(self) -> None:
         self.revision: str | None = None
         self.index = KeywordIndex()
+        self.facts: dict[str, dict[str, Any]] = {}  # id -> the filterable metadata (services, severity, time)
         self.lock = threading.Lock()
+
+
+_FACT_KEYS = ("services", "tags", "severity", "severity_rank", "started_ts")
+
+
+def matches_filters(facts: dict[str, Any] | None, f: StoreFilters | None) -> bool:
+    """``where_from_filters`` evaluated in Python on one record's metadata (same semantics)."""
+    if f is None or f.is_empty():
+        return True
+    if facts is None:
+        return False
+    if f.services and not set(_lower(f.services)) & set(facts.get("services") or []):
+        return False
+    if f.tags and not set(_lower(f.tags)) & set(facts.get("tags") or []):
+        return False
+    if f.severity and facts.get("severity") not in f.severity:
+        return False
+    if f.min_severity and int(facts.get("severity_rank", 0)) < SEVERITY_RANK[f.min_severity]:
+        return False
+    ts = facts.get("started_ts")
+    if f.since and (ts is None or ts < f.since.timestamp()):
+        return False
+    return not (f.until and (ts is None or ts > f.until.timestamp()))
 
 
 class IncidentStore:
@@ -459,7 +483,7 @@ class IncidentStore:
                 return out
             offset += _PAGE
 
-    def _keyword_index(self, name: str) -> KeywordIndex:
+    def _keyword_index(self, name: str) -> _KeywordCache:
         cache = self._kw[name]
         with cache.lock:
             revision = str((self.client.get_collection(name, embedding_function=self.embedder.chroma_function())
@@ -467,15 +491,17 @@ class IncidentStore:
             if revision != cache.revision:
                 where = {"chunk": 0} if name == RUNBOOKS else None
                 metas = self._get_all_metas(name, where)
+                key = "parent" if name == RUNBOOKS else "id"
                 if name == RUNBOOKS:
-                    docs = ((m["parent"], runbook_keyword_tokens(Runbook.model_validate_json(m["record"])))
-                            for m in metas)
+                    docs = [(str(m[key]), runbook_keyword_tokens(Runbook.model_validate_json(m["record"])))
+                            for m in metas]
                 else:
-                    docs = ((str(m["id"]), incident_keyword_tokens(Incident.model_validate_json(m["record"])))
-                            for m in metas)
+                    docs = [(str(m[key]), incident_keyword_tokens(Incident.model_validate_json(m["record"])))
+                            for m in metas]
                 cache.index = KeywordIndex().build(docs)
+                cache.facts = {str(m[key]): {k: m[k] for k in _FACT_KEYS if k in m} for m in metas}
                 cache.revision = revision
-            return cache.index
+            return cache
 
     def warm_up(self) -> None:
         """Load the embedding model and build the keyword indexes now (instead of on the first query)."""
@@ -496,14 +522,14 @@ class IncidentStore:
             raise ValueError("query must not be empty")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        where = where_from_filters(filters)
+        flt = _as_filters(filters)
         names = _identifier_words(query)
         exact_where = None
         if names:
             opts = [{"alerts": {"$contains": n}} for n in names]
             exact_where = opts[0] if len(opts) == 1 else {"$or": opts}
         with guard(self.location):
-            scored = self._hybrid(INCIDENTS, query, query, k, where, exact_where, {})
+            scored = self._hybrid(INCIDENTS, query, query, k, flt, exact_where, {})
         return [
             IncidentHit(incident=Incident.model_validate_json(meta["record"]), score=s, why=why, parts=parts,
                         matched_terms=terms)
@@ -516,9 +542,9 @@ class IncidentStore:
         """Runbooks for free text (no exact-name step; see ``runbook_for`` for alerts)."""
         if not query or not query.strip():
             raise ValueError("query must not be empty")
-        where = where_from_filters(filters)
+        flt = _as_filters(filters)
         with guard(self.location):
-            scored = self._hybrid(RUNBOOKS, query, query, k, where, None, {})
+            scored = self._hybrid(RUNBOOKS, query, query, k, flt, None, {})
         return [self._runbook_hit(*row) for row in scored]
 
     def runbook_for(self, alert: Alert | dict[str, Any], k: int = 3) -> list[RunbookHit]:
@@ -565,51 +591,63 @@ class IncidentStore:
                           matched_terms=terms)
 
     def _hybrid(
-        self, name: str, dense_text: str, keyword_text: str, k: int, where: dict[str, Any] | None,
+        self, name: str, dense_text: str, keyword_text: str, k: int, flt: StoreFilters | None,
         exact_where: dict[str, Any] | None, exact: dict[str, MatchReason],
     ) -> list[tuple[str, float, list[MatchReason], ScoreParts, list[str], dict[str, Any]]]:
+        # Candidates are scored from ids, distances and the in-memory keyword index; metadata (with the record)
+        # is fetched for the final k only: fetching it for every candidate cost 10x the whole search.
         col = self._col(name)
         is_rb = name == RUNBOOKS
+        where = where_from_filters(flt)
         with torch_threads(self.query_threads):
             qv = self.embedder.encode([dense_text])[0]
         n_dense = max(4 * k, 20) * (4 if is_rb else 1)
-        total = col.count()
-        if total == 0:
+        cache = self._keyword_index(name)
+        index = cache.index
+        if not cache.facts:  # empty collection (the cache follows every write through the revision stamp)
             return []
-        res = col.query(query_embeddings=[qv.tolist()], n_results=min(n_dense, total), where=where,
-                        include=["metadatas", "distances"])
         semantic: dict[str, float] = {}
-        metas: dict[str, dict[str, Any]] = {}
-        for meta, dist in zip(res["metadatas"][0], res["distances"][0], strict=False):
-            rid = str(meta["parent"] if is_rb else meta["id"])
-            sim = 1.0 - float(dist)
-            if sim > semantic.get(rid, -2.0):
-                semantic[rid] = sim
-            if rid not in metas or meta.get("chunk", 0) == 0:
-                metas[rid] = meta
-        index = self._keyword_index(name)
+
+        def take(res: Any, check: bool) -> int:
+            n = 0
+            for cid, dist in zip(res["ids"][0], res["distances"][0], strict=False):
+                rid = cid.rsplit("#", 1)[0] if is_rb else cid
+                if check and not matches_filters(cache.facts.get(rid), flt):
+                    continue
+                semantic[rid] = max(semantic.get(rid, -2.0), 1.0 - float(dist))
+                n += 1
+            return n
+
+        if where is None:
+            take(col.query(query_embeddings=[qv.tolist()], n_results=n_dense, include=["distances"]), False)
+        else:
+            # chromadb's filtered search scans the metadata (tens of ms at 10k records); over-fetch unfiltered
+            # neighbours and filter them here first, and only fall back to the filtered search when too few pass.
+            wide = max(10 * n_dense, 200)
+            res = col.query(query_embeddings=[qv.tolist()], n_results=wide, include=["distances"])
+            if take(res, True) < n_dense and len(res["ids"][0]) == wide:
+                take(col.query(query_embeddings=[qv.tolist()], n_results=n_dense, where=where,
+                               include=["distances"]), False)
         q_tokens = tokenize(keyword_text)
         kw_scores = index.scores(q_tokens)
-        kw_top = index.top(kw_scores, max(4 * k, 20))
+        kw_top = [rid for rid, _ in index.top(kw_scores, max(8 * k, 40))
+                  if matches_filters(cache.facts.get(rid), flt)][: max(4 * k, 20)]
         if exact_where is not None:  # incidents listing the alert name among their symptoms
-            got = col.get(where=_and(exact_where, where), include=["metadatas"], limit=50)
-            for meta in got["metadatas"] or []:
-                exact[str(meta["id"])] = "exact_name"
-        extra = [rid for rid in list(dict.fromkeys([r for r, _ in kw_top] + list(exact))) if rid not in metas]
+            got = col.get(where=_and(exact_where, where), include=[], limit=50)
+            for rid in got["ids"]:
+                exact[str(rid)] = "exact_name"
+        extra = [rid for rid in dict.fromkeys([*kw_top, *exact]) if rid not in semantic]
         if extra:  # keyword / exact candidates the dense query did not return: score them exactly
-            ids = [f"{r}#0" for r in extra] if is_rb else extra
-            got = col.get(ids=ids, where=where, include=["metadatas", "embeddings"])
-            for meta, emb in zip(got["metadatas"] or [], got["embeddings"] if got["embeddings"] is not None else [],
-                                 strict=False):
-                rid = str(meta["parent"] if is_rb else meta["id"])
-                metas[rid] = meta
-                semantic[rid] = max(semantic.get(rid, -2.0), float(np.dot(np.asarray(emb, dtype=np.float32), qv)))
-        floor = min(semantic.values()) if semantic else 0.0
-        kw_of = {rid: index.score_of(kw_scores, rid) for rid in metas}
+            got = col.get(ids=[f"{r}#0" for r in extra] if is_rb else extra, include=["embeddings"])
+            embs = got["embeddings"] if got["embeddings"] is not None else []
+            for cid, emb in zip(got["ids"], embs, strict=False):
+                rid = cid.rsplit("#", 1)[0] if is_rb else cid
+                semantic[rid] = float(np.dot(np.asarray(emb, dtype=np.float32), qv))
+        kw_of = {rid: index.score_of(kw_scores, rid) for rid in semantic}
         best_kw = max(kw_of.values(), default=0.0)
-        rows: list[tuple[str, float, list[MatchReason], ScoreParts, list[str], dict[str, Any]]] = []
-        for rid, meta in metas.items():
-            sem = max(semantic.get(rid, floor), 0.0)
+        rows: list[tuple[str, float, list[MatchReason], ScoreParts]] = []
+        for rid, sem_raw in semantic.items():
+            sem = max(sem_raw, 0.0)
             kw = kw_of[rid] / best_kw if best_kw > 0 else 0.0
             ex = 1.0 if rid in exact else 0.0
             score = SEMANTIC_WEIGHT * sem + KEYWORD_WEIGHT * kw + EXACT_BONUS * ex
@@ -619,9 +657,22 @@ class IncidentStore:
                 why.append("keyword")
             if SEMANTIC_WEIGHT * sem >= 0.25 * (score - EXACT_BONUS * ex) or not why:
                 why.append("semantic")
-            rows.append((rid, round(score, 4), why, parts, [], meta))
+            rows.append((rid, round(score, 4), why, parts))
         rows.sort(key=lambda r: (-r[1], r[0]))
-        return [(r[0], r[1], r[2], r[3], index.matched_terms(r[0], q_tokens)[:12], r[5]) for r in rows[:k]]
+        top = rows[:k]
+        if not top:
+            return []
+        got = col.get(ids=[f"{r[0]}#0" if is_rb else r[0] for r in top], include=["metadatas"])
+        metas = {(c.rsplit("#", 1)[0] if is_rb else c): m for c, m in zip(got["ids"], got["metadatas"] or [],
+                                                                             strict=False)}
+        return [(rid, sc, why, parts, index.matched_terms(rid, q_tokens)[:12], metas[rid])
+                for rid, sc, why, parts in top if rid in metas]
+
+
+def _as_filters(filters: StoreFilters | dict[str, Any] | None) -> StoreFilters | None:
+    if filters is None or isinstance(filters, StoreFilters):
+        return filters
+    return StoreFilters.model_validate(filters)
 
 
 def _identifier_words(text: str) -> list[str]:

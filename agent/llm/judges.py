@@ -103,19 +103,22 @@ def _clean_reason(text: str) -> str:
     return text[:300]
 
 
-def verdict_schema(evidence: list[str]) -> dict[str, Any]:
-    """JSON schema of the verdict a generating model fills (evidence ids limited to the given ones)."""
+def verdict_schema(evidence: list[str], reasoning: bool = False) -> dict[str, Any]:
+    """JSON schema of the verdict a generating model fills (evidence ids limited to the given ones). With
+    ``reasoning`` (the chain-of-thought prompt) an ``analysis`` field comes first, so the model reasons before it
+    commits to the verdict fields."""
     items: dict[str, Any] = {"type": "string", "enum": evidence} if evidence else {"type": "string"}
+    first: dict[str, Any] = {"analysis": {"type": "string", "maxLength": 800}} if reasoning else {}
     return {
         "type": "object",
-        "properties": {
+        "properties": first | {
             "anomalous": {"type": "boolean"},
             "confidence": {"type": "number"},
             "category": {"type": "string", "maxLength": 40},
             "reason": {"type": "string", "maxLength": 200},
             "evidence_ids": {"type": "array", "items": items, "maxItems": 5},
         },
-        "required": ["anomalous", "confidence", "category", "reason", "evidence_ids"],
+        "required": [*first, "anomalous", "confidence", "category", "reason", "evidence_ids"],
         "additionalProperties": False,
     }
 
@@ -207,8 +210,9 @@ def _usage_msg(svc: LLMService, msg: Any) -> None:
 
 def generated_verdict(svc: LLMService, rendered: RenderedPrompt, method: str, evidence: list[str]) -> Verdict:
     """Verdict generated under a schema (json_schema / tool call / JSON text); valid or ``LLMOutputError``."""
-    data = structured(svc, rendered.messages(), verdict_schema(evidence), "submit_verdict", method,
-                      max_tokens=min(svc.settings.max_output_tokens, 512 if rendered.name.endswith("_cot") else 200))
+    cot = rendered.name.endswith("_cot")
+    data = structured(svc, rendered.messages(), verdict_schema(evidence, reasoning=cot), "submit_verdict", method,
+                      max_tokens=max(svc.settings.max_output_tokens, 512) if cot else min(svc.settings.max_output_tokens, 200))
     try:
         data["confidence"] = min(max(float(data.get("confidence", 0.5)), 0.0), 1.0)
         out = VerdictOut.model_validate({k: data[k] for k in ("anomalous", "confidence", "category", "reason", "evidence_ids")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +13,6 @@ from agent.settings import Settings
 from tools.errors import InputError
 from tools.log_tools import LogWorkspace, error, make_log_tools, ok
 from tools.metric_tools import make_metric_tools
-
-logger = logging.getLogger(__name__)
 
 
 class RunTriageArgs(BaseModel):
@@ -89,11 +86,8 @@ def memory_tools(store: Any) -> list[BaseTool]:
     """The incident store's tools (``similar_incidents``, ``runbook_for_alert``) from ``tools.memory_tools``."""
     if store is None:
         return []
-    try:
-        from tools import memory_tools as mt
-    except ImportError:
-        logger.warning("tools.memory_tools is not available: chat runs without incident memory")
-        return []
+    from tools import memory_tools as mt
+
     return list(mt.make_memory_tools(store))
 
 
@@ -144,13 +138,9 @@ def _detector_params(name: str, settings: Settings) -> dict[str, Any]:
 def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: dict[str, str], store: Any = None,
                   llm: Any = None, on_report: Callable[[Any], None] | None = None) -> Toolset:
     """All chat tools over ``logs``/``metrics`` (source name -> paths), the store and the triage pipeline."""
-    redact = None
-    try:
-        from tools.redact import Redactor
+    from tools.redact import Redactor
 
-        redact = Redactor.from_settings(settings.llm).redact_text
-    except ImportError:
-        logger.warning("tools.redact is not available: log text reaches the model unredacted")
+    redact = Redactor.from_settings(settings.llm).redact_text
     ws = LogWorkspace(
         sources=logs, metrics=metrics, fmt=settings.logs.format, max_line_bytes=settings.logs.max_line_bytes,
         json_fields={"message": settings.logs.json_message_field, "timestamp": settings.logs.json_timestamp_field,

@@ -419,8 +419,11 @@ def run_metric_detector(
     hits: list[Hit] = []
     try:
         det = get_detector(name, **_params(name, settings))
-        det.fit(numeric)
-        scores = det.score(numeric)
+        if hasattr(det, "fit_score"):
+            scores = det.fit_score(numeric)  # in-sample scoring that keeps a window from vouching for itself
+        else:
+            det.fit(numeric)
+            scores = det.score(numeric)
         th, med = robust_threshold(scores, settings.triage.metric_robust_k)
         step = _step(numeric.index)
         folds = _plausible([(scores, th, med, det)], name, degraded)

@@ -21,7 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,6 +32,7 @@ from agent.report import (
     Explanation,
     Finding,
     InputSummary,
+    Severity,
     StageTiming,
     TriageReport,
     Versions,
@@ -39,6 +40,7 @@ from agent.report import (
 )
 from agent.settings import Settings
 from agent.triage_build import Candidate, build_finding, build_timeline
+from agent.triage_enrich import Judged, Memory
 from agent.triage_inputs import (
     LogData,
     fmt_td,
@@ -49,6 +51,11 @@ from agent.triage_inputs import (
 )
 from agent.triage_rank import W_LLM, finding_severity, group_hits, score_group
 from tools.errors import InputError
+from tools.redact import Redactor
+
+if TYPE_CHECKING:
+    from agent.llm import LLMService
+    from tools.store import IncidentStore
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +77,19 @@ def triage(
     *,
     settings: Settings,
     progress: ProgressCallback | None = None,
-    store: Any = None,
-    llm: Any = None,
+    store: IncidentStore | None = None,
+    llm: LLMService | None = None,
+    missing: dict[str, str] | None = None,
 ) -> TriageReport:
     """Triage a batch of logs and optional metrics (and an optional Alertmanager alert).
 
+    With an alert and neither logs nor metrics, the report is alert-only: the alert (cited as evidence), its
+    runbook and steps, similar incidents (searched with the alert's name, labels and annotations), a severity from
+    the alert's ``severity`` label, and degraded flags saying that no logs and no metrics were triaged.
+
     Args:
-        logs: log files, directories, globs or ``"-"`` (stdin); None or empty when only metrics are given.
+        logs: log files, directories, globs or ``"-"`` (stdin); None or empty when only metrics (or only an
+            alert) are given.
         metrics: a metrics CSV path or a DataFrame (DatetimeIndex x numeric channels).
         alert: one Alertmanager alert (labels, annotations, startsAt, ...) or a whole v4 webhook payload (its
             first firing alert is used).
@@ -85,15 +98,24 @@ def triage(
         store: an open ``tools.store.IncidentStore`` to share; None = open the configured one (or run without).
         llm: an ``agent.llm.LLMService`` to share; None = build one from ``settings.llm`` (or run without;
             ``settings.llm.backend == "none"`` runs without on purpose).
+        missing: why the logs and/or the metrics are absent (keys ``"logs"``, ``"metrics"``), e.g. "no log
+            sources are configured for service 'x'"; used in the degraded flags and the alert-only summary.
 
     Returns:
         The report; it is produced even when the LLM, the store, the metrics or a detector fail (marked degraded).
 
     Raises:
-        tools.errors.InputError: when neither the logs nor the metrics hold anything usable.
+        tools.errors.InputError: when there is no alert and neither the logs nor the metrics hold anything usable,
+            or when logs or metrics were given and none of them is usable.
     """
     run = _Run(settings, progress)
     alert_obj, alert_ref = _alert(alert, run.degraded)
+    missing = dict(missing or {})
+    if not logs and metrics is None:
+        if alert_obj is None or alert_ref is None:
+            raise InputError("nothing usable to triage: no logs and no metrics given"
+                             + (" and no usable alert" if alert is not None else ""))
+        return _alert_only(run, alert_obj, alert_ref, _start_store(run, store), missing)
     llm = _start_llm(run, llm)  # both load in the background while the logs are parsed
     store_ready = _start_store(run, store)
     inputs = InputSummary(window=settings.triage.window)
@@ -135,10 +157,13 @@ def triage(
         raise InputError("nothing usable to triage: " + ("; ".join(problems) if problems else "no logs and no metrics given"))
     if log_error is not None:
         run.degraded.append(DegradedFlag(component="logs", name="logs", reason=str(log_error)[:300]))
+    elif not logs and "logs" in missing:
+        run.degraded.append(DegradedFlag(component="logs", name="logs", reason=missing["logs"][:300]))
     if metric_error is not None:
         run.degraded.append(DegradedFlag(component="metrics", name=str(metrics)[:100], reason=str(metric_error)[:300]))
     elif metrics is None:
-        run.degraded.append(DegradedFlag(component="metrics", name="metrics", reason="no metrics given: log evidence only"))
+        reason = missing.get("metrics", "no metrics given") + ": log evidence only"
+        run.degraded.append(DegradedFlag(component="metrics", name="metrics", reason=reason[:300]))
 
     with run.stage("rank"):
         window = logdata.window if logdata is not None else pd.Timedelta(settings.triage.window)
@@ -266,33 +291,20 @@ def _score(g: Any, logs: LogData | None, mdf: pd.DataFrame | None) -> Candidate:
 
 def _redactor(settings: Settings) -> Callable[[str], str]:
     """The LLM layer's redactor as a plain function (report sample lines never carry secrets)."""
-    try:
-        from tools.redact import Redactor
-    except ImportError:  # the redactor is part of the LLM layer's safety; without it no raw line is shown
-        return lambda text: "[line withheld: redaction unavailable]"
-    r = Redactor.from_settings(settings.llm) if hasattr(Redactor, "from_settings") else Redactor()
-    fn = getattr(r, "redact_text", None) or r.redact
-
-    def _apply(text: str) -> str:
-        out = fn(text)
-        return out if isinstance(out, str) else str(getattr(out, "text", out))
-
-    return _apply
+    return Redactor.from_settings(settings.llm).redact_text
 
 
-def _start_store(run: _Run, store: Any) -> Future[Any]:
+def _start_store(run: _Run, store: IncidentStore | None) -> Future[IncidentStore]:
     """The incident store, opened (when not shared) and warmed up (embedding model, keyword index) on a daemon
     thread while the logs are parsed. The future holds the store, or the exception that made it unavailable."""
     from agent.triage_enrich import open_store
 
-    fut: Future[Any] = Future()
+    fut: Future[IncidentStore] = Future()
 
     def body() -> None:
         try:
             st = store if store is not None else open_store(run.settings)
-            warm = getattr(st, "warm_up", None)
-            if callable(warm):
-                _quietly(warm)
+            _quietly(st.warm_up)
             fut.set_result(st)
         except Exception as exc:  # noqa: BLE001 - delivered to the retrieve stage
             fut.set_exception(exc)
@@ -301,8 +313,8 @@ def _start_store(run: _Run, store: Any) -> Future[Any]:
     return fut
 
 
-def _retrieve(run: _Run, store: Future[Any], top: list[Finding], alert: dict[str, Any] | None) -> Any:
-    from agent.triage_enrich import Memory, retrieve
+def _retrieve(run: _Run, store: Future[IncidentStore], top: list[Finding], alert: dict[str, Any] | None) -> Memory:
+    from agent.triage_enrich import retrieve
 
     try:
         st = store.result(timeout=STORE_OPEN_TIMEOUT_S)
@@ -314,7 +326,7 @@ def _retrieve(run: _Run, store: Future[Any], top: list[Finding], alert: dict[str
     return retrieve(st, top, alert, run.settings.triage.incidents_k, run.degraded)
 
 
-def _start_llm(run: _Run, llm: Any) -> Any:
+def _start_llm(run: _Run, llm: LLMService | None) -> LLMService | None:
     """The LLM service to use (the shared one, else one built from settings), warming up on a daemon thread.
 
     Loading a local model (or probing a server) overlaps with parsing and detection; the judgments later find it
@@ -330,9 +342,7 @@ def _start_llm(run: _Run, llm: Any) -> Any:
         except Exception as exc:  # noqa: BLE001 - reported by the judgment stage
             run.llm_error = exc
             return None
-    warm = getattr(llm, "health", None)
-    if callable(warm):
-        threading.Thread(target=_quietly, args=(warm,), name="triage-llm-warmup", daemon=True).start()
+    threading.Thread(target=_quietly, args=(llm.health,), name="triage-llm-warmup", daemon=True).start()
     return llm
 
 
@@ -343,7 +353,8 @@ def _quietly(fn: Callable[[], Any]) -> None:
         logger.debug("LLM warm-up failed", exc_info=True)
 
 
-def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], memory: Any, alert_ref: AlertRef | None) -> Any:
+def _judge(run: _Run, llm: LLMService | None, top: list[Finding], findings: list[Finding], memory: Memory,
+           alert_ref: AlertRef | None) -> Judged | None:
     from agent.triage_enrich import judge_findings, llm_view
 
     if run.settings.llm.backend == "none" and llm is None:
@@ -362,16 +373,16 @@ def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], mem
     valid |= {s.id for f in findings for t in f.templates for s in t.samples}
     valid |= {i.id for i in memory.incidents} | ({memory.runbook.id} if memory.runbook else set())
     valid |= {alert_ref.id} if alert_ref else set()
-    concurrency = int(getattr(llm, "concurrency", None) or run.settings.llm.concurrency)
-    if getattr(llm, "in_process", False):  # in-process models serve one call per loaded copy
-        concurrency = min(concurrency, int(getattr(run.settings.llm, "local_instances", 1) or 1))
+    concurrency = llm.concurrency
+    if llm.in_process:  # in-process models serve one call per loaded copy
+        concurrency = min(concurrency, run.settings.llm.local_instances)
     context = None
     if alert_ref is not None:
         context = f"alert {alert_ref.name} ({alert_ref.severity or '?'}) on {alert_ref.service or '?'}: {alert_ref.summary or ''}"
     t = run.settings.triage
     # Small in-process CPU models write slow and unreliable prose (the report's explanation is composed from the
     # evidence anyway), so by default they only judge; servers also explain the top findings and summarize.
-    in_process = bool(getattr(llm, "in_process", False))
+    in_process = llm.in_process
     explain_k = t.llm_explain_k if t.llm_explain_k is not None else (0 if in_process else 3)
     summarize = t.llm_summary if t.llm_summary is not None else not in_process
     return judge_findings(llm, top, valid, t.llm_budget_s, concurrency, run.degraded,
@@ -380,7 +391,7 @@ def _judge(run: _Run, llm: Any, top: list[Finding], findings: list[Finding], mem
 
 
 def _assemble(
-    run: _Run, findings: list[Finding], memory: Any, judged: Any, alert_ref: AlertRef | None, inputs: InputSummary,
+    run: _Run, findings: list[Finding], memory: Memory, judged: Judged | None, alert_ref: AlertRef | None, inputs: InputSummary,
     logdata: LogData | None, mdf: pd.DataFrame | None, detectors_ran: list[str],
 ) -> TriageReport:
     for f in findings:
@@ -413,9 +424,10 @@ def _assemble(
     )
 
 
-def _summary(findings: list[Finding], memory: Any, severity: str) -> Explanation:
+def _summary(findings: list[Finding], memory: Memory, severity: str) -> Explanation:
     if not findings:
-        return Explanation(text="No anomalies found: no detector flagged a span strongly enough.", evidence_ids=[])
+        return Explanation(text="No anomalies found: no detector flagged a span strongly enough.", evidence_ids=[],
+                           source="template")
     f = findings[0]
     ids = [f.id]
     text = (f"Severity {severity}: {len(findings)} finding{'s' if len(findings) > 1 else ''}. "
@@ -433,3 +445,55 @@ def _summary(findings: list[Finding], memory: Any, severity: str) -> Explanation
         text += f" Runbook: {memory.runbook.title}."
         ids.append(memory.runbook.id)
     return Explanation(text=text, evidence_ids=ids, source="template")
+
+
+# ---- alert only ----------------------------------------------------------------------------------------------------
+def alert_severity(label: str | None) -> Severity:
+    """The report severity for an alert's ``severity`` label (Alertmanager / PagerDuty spellings; a firing alert
+    without a known label counts as a warning)."""
+    from tools.store.records import normalize_severity
+
+    sev = normalize_severity(label)
+    if sev in ("critical", "high"):
+        return "critical"
+    if sev in ("info", "low"):
+        return "info"
+    return "warning"
+
+
+def _alert_only(run: _Run, alert: dict[str, Any], ref: AlertRef, store: Future[IncidentStore],
+                missing: dict[str, str]) -> TriageReport:
+    """The report of an alert with neither logs nor metrics: the alert, its runbook, similar incidents."""
+    reasons = {"logs": missing.get("logs", "no logs given"), "metrics": missing.get("metrics", "no metrics given")}
+    for component, reason in reasons.items():
+        run.degraded.append(DegradedFlag(component=component, name=component, reason=reason[:300]))  # type: ignore[arg-type]
+    with run.stage("retrieve"):
+        memory = _retrieve(run, store, [], alert)
+    with run.stage("report"):
+        severity = alert_severity(ref.severity)
+        ids = [ref.id]
+        when = f" since {ref.starts_at:%Y-%m-%d %H:%M} UTC" if ref.starts_at else ""
+        label = f"severity label {ref.severity!r}" if ref.severity else "no severity label"
+        text = (f"Severity {severity} (from the alert's {label}): alert {ref.name} is {ref.status or 'firing'}"
+                f" for service {ref.service or '(none named)'}{when}" + (f": {ref.summary.rstrip('.')}." if ref.summary else "."))
+        logs_r, metrics_r = reasons["logs"], reasons["metrics"]
+        text += (f" No logs or metrics were triaged: {logs_r}" + ("" if logs_r == metrics_r else f"; {metrics_r}") + ".")
+        if memory.runbook is not None:
+            rb = memory.runbook
+            text += f" Runbook: {rb.title}" + (f" ({len(rb.steps)} steps)." if rb.steps else ".")
+            ids.append(rb.id)
+        if memory.incidents:
+            inc = memory.incidents[0]
+            text += f" It resembles past incident {inc.incident_id} ({inc.title})."
+            ids.append(inc.id)
+        inputs = InputSummary(window=run.settings.triage.window,
+                              notes=[f"alert only: {logs_r}", f"alert only: {metrics_r}"])
+        report = TriageReport(
+            id=uuid.uuid4().hex[:16], created_at=datetime.now(timezone.utc).replace(tzinfo=None), severity=severity,
+            summary=Explanation(text=text, evidence_ids=ids, source="template"), llm_summary=None, alert=ref,
+            similar_incidents=memory.incidents, runbook=memory.runbook, degraded=run.degraded,
+            timings=[StageTiming(stage="retrieve", seconds=round(run.timings["retrieve"], 4))],
+            versions=Versions(anomalist=__version__), inputs=inputs,
+        )
+    report.timings.append(StageTiming(stage="report", seconds=round(run.timings["report"], 4)))
+    return report

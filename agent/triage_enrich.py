@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.report import (
     DegradedFlag,
@@ -29,19 +29,17 @@ from agent.report import (
     Verdict,
 )
 
+if TYPE_CHECKING:
+    from agent.llm import LLMService
+    from agent.llm.schemas import Explanation as LLMExplanation
+    from agent.llm.schemas import Verdict as LLMVerdict
+    from agent.llm.service import CitedText
+    from tools.store import IncidentStore
+    from tools.store.records import IncidentHit, RunbookHit
+
 logger = logging.getLogger(__name__)
 
 MAX_STEPS = 12
-
-
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    """First present attribute / key among ``names`` (results of other layers: pydantic models or dicts)."""
-    for n in names:
-        if isinstance(obj, dict) and n in obj:
-            return obj[n]
-        if hasattr(obj, n):
-            return getattr(obj, n)
-    return default
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
@@ -59,8 +57,17 @@ def finding_query(f: Finding) -> str:
     return "\n".join(parts)
 
 
+def alert_query(alert: dict[str, Any]) -> str:
+    """Text that describes an alert for retrieval: its name as given (an incident listing that alert among its
+    symptoms is an exact match), then its name in words, annotations and identifying label values."""
+    from tools.store.alerts import Alert, alert_query_text
+
+    a = Alert.coerce(alert)
+    return "\n".join(p for p in (a.name or "", alert_query_text(a)) if p).strip()
+
+
 # ---- incident store --------------------------------------------------------------------------------------------
-def open_store(settings: Any) -> Any:
+def open_store(settings: Any) -> IncidentStore:
     """Open the configured incident store (raises ``tools.store.StoreUnavailable`` when it cannot be used)."""
     from tools.store import IncidentStore
 
@@ -76,45 +83,49 @@ class Memory:
 
 
 def retrieve(
-    store: Any, findings: list[Finding], alert: dict[str, Any] | None, k: int, degraded: list[DegradedFlag],
+    store: IncidentStore, findings: list[Finding], alert: dict[str, Any] | None, k: int,
+    degraded: list[DegradedFlag],
 ) -> Memory:
-    """Similar incidents for each finding, and the runbook for the alert (else for the top finding)."""
+    """Similar incidents for each finding and for the alert, and the runbook for the alert (else for the top
+    finding). Incidents found for the alert only cite no finding (``for_findings`` empty)."""
     mem = Memory()
     by_store_id: dict[str, SimilarIncident] = {}
+
+    def add(hits: list[IncidentHit], fid: str | None) -> None:
+        for hit in hits:
+            inc = hit.incident
+            if inc.id not in by_store_id:
+                by_store_id[inc.id] = SimilarIncident(
+                    id=f"I{len(by_store_id) + 1}", incident_id=inc.id, title=inc.title, summary=inc.summary[:1000],
+                    root_cause=inc.root_cause or None, resolution=inc.resolution or None,
+                    services=list(inc.services), started_at=inc.started_at, score=float(hit.score),
+                    why=[str(w) for w in hit.why], for_findings=[],
+                )
+            if fid is not None:
+                si = by_store_id[inc.id]
+                si.for_findings.append(fid)
+                mem.by_finding.setdefault(fid, []).append(si.id)
+
     try:
-        for f in findings:
-            if k <= 0:
-                break
-            results = store.similar_incidents(finding_query(f), k=k)
-            for r in results or []:
-                inc = _get(r, "incident", "record", default=r)
-                sid = str(_get(inc, "id"))
-                if sid not in by_store_id:
-                    by_store_id[sid] = SimilarIncident(
-                        id=f"I{len(by_store_id) + 1}", incident_id=sid, title=str(_get(inc, "title", default=sid)),
-                        summary=str(_get(inc, "summary", default="") or "")[:1000],
-                        root_cause=_get(inc, "root_cause"), resolution=_get(inc, "resolution"),
-                        services=list(_get(inc, "services", default=[]) or []), started_at=_get(inc, "started_at"),
-                        score=float(_get(r, "score", default=0.0) or 0.0), why=_why(r), for_findings=[],
-                    )
-                si = by_store_id[sid]
-                si.for_findings.append(f.id)
-                mem.by_finding.setdefault(f.id, []).append(si.id)
-        mem.incidents = list(by_store_id.values())
+        if k > 0:
+            for f in findings:
+                add(store.similar_incidents(finding_query(f), k=k), f.id)
+            query = alert_query(alert) if alert is not None else ""
+            if query:
+                add(store.similar_incidents(query, k=k), None)
     except Exception as exc:  # noqa: BLE001 - the store is optional evidence
         logger.warning("similar incidents failed: %s", exc)
         degraded.append(DegradedFlag(component="store", name="similar_incidents", reason=_short(exc)))
+    mem.incidents = list(by_store_id.values())
     try:
         if alert is not None:
-            rb = store.runbook_for(alert)
+            hits = store.runbook_for(alert)
         elif findings:
-            rb = _search_runbook(store, finding_query(findings[0]))
+            hits = store.search_runbooks(finding_query(findings[0]), k=1)
         else:
-            rb = None
-        if isinstance(rb, list | tuple):
-            rb = rb[0] if rb else None
-        if rb is not None:
-            mem.runbook = _runbook_ref(rb)
+            hits = []
+        if hits:
+            mem.runbook = _runbook_ref(hits[0])
             mem.runbook_for = [findings[0].id] if findings else []
     except Exception as exc:  # noqa: BLE001
         logger.warning("runbook lookup failed: %s", exc)
@@ -122,38 +133,23 @@ def retrieve(
     return mem
 
 
-def _search_runbook(store: Any, query: str) -> Any:
-    return store.search_runbooks(query, k=1)
-
-
-def _why(r: Any) -> list[str]:
-    why = _get(r, "why", "matched", "reasons", default=[])
-    if isinstance(why, str):
-        return [why]
-    return [str(w) for w in (why or [])]
-
-
-def _runbook_ref(r: Any) -> RunbookRef:
-    rb = _get(r, "runbook", "record", default=r)
+def _runbook_ref(hit: RunbookHit) -> RunbookRef:
+    rb = hit.runbook
     steps: list[RunbookStep] = []
-    sections = _get(rb, "sections", default={}) or {}
-    items = sections.items() if isinstance(sections, dict) else [(_get(s, "name", "title", default="section"), s) for s in sections]
-    for name, sec in items:
-        sec_steps = _get(sec, "steps", default=None)
-        texts = list(sec_steps) if sec_steps else ([_get(sec, "text", default=sec)] if not isinstance(sec, str) else [sec])
+    for name, sec in rb.sections.items():
+        texts = list(sec.steps) or [sec.text]
         for t in texts:
-            t = str(t).strip()
+            t = t.strip()
             if t and len(steps) < MAX_STEPS:
                 steps.append(RunbookStep(id=f"R1.S{len(steps) + 1}", section=str(name).title(), text=t[:800]))
     return RunbookRef(
-        id="R1", runbook_id=str(_get(rb, "id")), title=str(_get(rb, "title", default=_get(rb, "id"))),
-        source=_get(rb, "url", default=None) or _get(rb, "source", "path", default=None) or None, score=float(_get(r, "score", default=0.0) or 0.0), why=_why(r),
-        steps=steps,
+        id="R1", runbook_id=rb.id, title=rb.title, source=rb.url or rb.source or None, score=float(hit.score),
+        why=[str(w) for w in hit.why], steps=steps,
     )
 
 
 # ---- LLM ---------------------------------------------------------------------------------------------------------
-def build_llm(settings: Any) -> Any:
+def build_llm(settings: Any) -> LLMService:
     """The LLM layer's service for these settings (raises when it cannot be built)."""
     from agent.llm import LLMService
 
@@ -171,7 +167,7 @@ class Judged:
 
 
 def judge_findings(
-    llm: Any,
+    llm: LLMService,
     findings: list[Finding],
     valid_ids: set[str],
     budget_s: float,
@@ -182,9 +178,9 @@ def judge_findings(
 ) -> Judged:
     """LLM verdicts and explanations for ``findings`` (the top k) within ``budget_s`` seconds in total."""
     out = Judged()
-    info = _safe(lambda: llm.info())
-    out.model = _get(info, "model", "model_name") if info is not None else None
-    out.backend = _get(info, "backend") if info is not None else None
+    info = _safe(llm.info)
+    out.model = info.get("model") if info is not None else None
+    out.backend = info.get("backend") if info is not None else None
     deadline = time.monotonic() + max(budget_s, 0.0)
     stop = threading.Event()
     errors: list[str] = []
@@ -204,10 +200,8 @@ def judge_findings(
             if res is None:
                 continue
             if kind == "judge":
-                v = _verdict(res, valid_ids, fid)
-                if v is not None:
-                    out.verdicts[fid] = v
-                    _prompt(out, res)
+                out.verdicts[fid] = _verdict(res, valid_ids, fid)
+                _prompt(out, res)
             else:
                 e = _explanation(res, valid_ids, fid)
                 if e is not None:
@@ -297,41 +291,35 @@ def _guarded(stop: threading.Event, errors: list[str], fn: Callable[..., Any], *
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - typed LLM errors and anything else: the triage goes on
+        from agent.llm.errors import LLMUnavailable
+
         errors.append(_short(exc))
-        if type(exc).__name__ in ("LLMUnavailable",):
+        if isinstance(exc, LLMUnavailable):
             stop.set()  # circuit open: do not queue more calls on a dead backend
         return None
 
 
-def _explain(llm: Any, f: Finding) -> Any:
+def _explain(llm: LLMService, f: Finding) -> LLMExplanation:
     return llm.explain([f], None)
 
 
-def _prompt(out: Judged, res: Any) -> None:
-    name, version = _get(res, "prompt_name", "prompt"), _get(res, "prompt_version")
-    if name and version:
-        out.prompts[str(name)] = str(version)
+def _prompt(out: Judged, res: LLMVerdict | LLMExplanation | CitedText) -> None:
+    if res.prompt_name and res.prompt_version:
+        out.prompts[res.prompt_name] = res.prompt_version
 
 
-def _verdict(res: Any, valid: set[str], fid: str) -> Verdict | None:
-    anomalous = _get(res, "anomalous")
-    conf = _get(res, "confidence")
-    if anomalous is None or conf is None:
-        return None
-    ids = [i for i in (_get(res, "evidence_ids", default=[]) or []) if i in valid] or [fid]
-    src = str(_get(res, "source", default="llm"))
-    return Verdict(anomalous=bool(anomalous), confidence=float(min(max(conf, 0.0), 1.0)),
-                   category=str(_get(res, "category", default="unknown") or "unknown"),
-                   reason=str(_get(res, "reason", default="") or "")[:1000],
-                   source=src if src in ("llm", "llm+prior", "prior") else "llm",  # type: ignore[arg-type]
+def _verdict(res: LLMVerdict, valid: set[str], fid: str) -> Verdict:
+    ids = [i for i in res.evidence_ids if i in valid] or [fid]
+    return Verdict(anomalous=res.anomalous, confidence=float(min(max(res.confidence, 0.0), 1.0)),
+                   category=res.category or "unknown", reason=res.reason[:1000], source=res.source,
                    evidence_ids=ids)
 
 
-def _explanation(res: Any, valid: set[str], fid: str | None) -> Explanation | None:
-    text = res if isinstance(res, str) else _get(res, "text", "explanation", "summary")
-    if not text or not str(text).strip():
+def _explanation(res: LLMExplanation | CitedText, valid: set[str], fid: str | None) -> Explanation | None:
+    text = str(res) if isinstance(res, str) else res.text
+    if not text.strip():
         return None
-    cited = [i for i in (_get(res, "evidence_ids", default=[]) or []) if i in valid]
+    cited = [i for i in res.evidence_ids if i in valid]
     if not cited:
         if fid is None:
             return None  # a claim without evidence stays out of the report

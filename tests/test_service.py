@@ -276,6 +276,33 @@ def test_alertmanager_example_duplicate_and_resolved(server: str) -> None:
     assert events.count("resolved") == 2 and events.count("report") >= 2 and events.count("posted") >= 2
 
 
+def test_alert_for_a_service_without_sources_gets_an_alert_only_report(server: str) -> None:
+    alert = {"status": "firing", "fingerprint": "nosources01", "startsAt": "2026-11-02T13:58:00Z",
+             "endsAt": "0001-01-01T00:00:00Z",
+             "labels": {"alertname": "NodeFilesystemSpaceFillingUp", "service": "billing", "severity": "critical",
+                        "instance": "db-7:9100", "mountpoint": "/var/lib/postgresql"},
+             "annotations": {"summary": "Filesystem is predicted to run out of space within the next 4 hours."}}
+    payload = {"version": "4", "status": "firing", "receiver": "anomalist", "alerts": [alert]}
+    r = httpx.post(f"{server}/v1/alerts/alertmanager", json=payload, headers=AUTH)
+    assert r.status_code == 202, r.text
+    job = poll_job(server, r.json()["accepted"][0]["job_id"])
+    assert job["status"] == "done", job
+    detail = job["detail"]
+    assert detail["service"] == "billing" and detail["configured"] is False and detail["alert_only"] is True
+    report = httpx.get(f"{server}/v1/reports/{job['report_id']}", headers=AUTH).json()
+    assert report["alert"]["name"] == "NodeFilesystemSpaceFillingUp" and report["alert"]["service"] == "billing"
+    assert report["findings"] == [] and report["severity"] == "critical"
+    assert report["runbook"] is not None and report["runbook"]["steps"]
+    assert report["similar_incidents"] and report["similar_incidents"][0]["incident_id"] == "INC-2026-0814"
+    flags = {f["component"]: f["reason"] for f in report["degraded"]}
+    assert "no log sources are configured for service 'billing'" in flags["logs"]
+    assert "no metrics source is configured for service 'billing'" in flags["metrics"]
+    assert {"A1", "R1", "I1"} <= set(report["summary"]["evidence_ids"])
+    assert "configured for service 'billing'" in report["summary"]["text"]
+    md = httpx.get(f"{server}/v1/reports/{job['report_id']}", params={"format": "markdown"}, headers=AUTH)
+    assert md.status_code == 200 and "NodeFilesystemSpaceFillingUp" in md.text
+
+
 def test_concurrent_mixed_requests(server: str) -> None:
     payload = _example()
     small = (EXAMPLES / "logs" / "inventory.log").read_text(encoding="utf-8").splitlines()[:400]

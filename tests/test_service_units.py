@@ -106,3 +106,34 @@ def test_job_manager_bounds_and_records_failures() -> None:
     assert failed.status == "failed" and "boom" in (failed.error or "") and failed.error_kind == "internal"
     assert jobs.get(first.id).status == "done" and jobs.queue_depth == 0 and jobs.running == 0  # type: ignore[union-attr]
     jobs.shutdown()
+
+
+def test_alert_work_reports_on_every_firing_alert(tmp_path: Path) -> None:
+    """Unusable configured logs, globs that match nothing, and an unconfigured service: each alert gets a stored
+    alert-only report whose flags say why no logs / metrics were triaged (LLM off, no store: both flagged)."""
+    from agent.service.jobs import Job
+    from agent.service.runtime import ServiceRuntime
+    from agent.settings import load_settings
+
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    settings = load_settings(overrides={
+        "data_dir": str(tmp_path / "data"), "llm": {"backend": "none"}, "store": {"path": str(tmp_path / "no-store")},
+        "server": {"sources": {"checkout": [str(empty)], "billing": [str(tmp_path / "none-*.log")]}},
+    })
+    runtime = ServiceRuntime(settings)
+    try:
+        for service, expect in (("checkout", "hold nothing usable"), ("billing", "match no files"),
+                                ("search", "no log sources are configured for service 'search'")):
+            alert = Alert.model_validate({**_alert(fp=service).model_dump(mode="json"),
+                                          "labels": {"alertname": "DiskFull", "service": service,
+                                                     "severity": "critical"}})
+            out = runtime.alert_work(alert, "http://anomalist")(Job(id="j1", kind="alert"))
+            assert out.get("status") != "failed", out
+            assert out["detail"]["alert_only"] is True and out["severity"] == "critical"
+            report = runtime.reports.get(out["report_id"])
+            assert report is not None and report.alert is not None and report.alert.service == service
+            flags = {d.component: d.reason for d in report.degraded}
+            assert expect in flags["logs"] and "metrics" in flags and "store" in flags and "llm" not in flags
+    finally:
+        runtime.shutdown()

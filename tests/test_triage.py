@@ -278,3 +278,75 @@ def test_driving_templates() -> None:
     counts.loc[idx[10:12], "new"] = 2
     got = driving_templates(counts, idx[10], idx[12])
     assert got[0] == "new" and "burst" in got and "steady" not in got
+
+
+# ---- an alert with neither logs nor metrics ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def example_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The example runbooks and incidents in a real embedded store."""
+    from tools.store import IncidentStore, import_incidents, import_runbooks
+
+    store = IncidentStore.open("embedded", path=tmp_path_factory.mktemp("alert-store") / "store", create=True)
+    import_runbooks(EXAMPLES / "runbooks", store)
+    import_incidents(EXAMPLES / "incidents.jsonl", store)
+    yield store
+    store.close()
+
+
+def test_alert_only_report(tmp_path: Path, example_store: Any) -> None:
+    from agent.render import render
+
+    alert = json.loads((EXAMPLES / "alert.json").read_text())
+    missing = {"logs": "no log sources are configured for service 'checkout' (server.sources)",
+               "metrics": "no metrics source is configured for service 'checkout' (server.metrics_sources)"}
+    r = triage(None, None, alert, settings=_settings(tmp_path), store=example_store, missing=missing)
+    assert r.alert is not None and r.alert.name == "NodeFilesystemSpaceFillingUp" and r.alert.service == "checkout"
+    assert r.findings == [] and r.severity == "critical"  # the alert's severity label
+    assert r.runbook is not None and "NodeFilesystemSpaceFillingUp" in r.runbook.runbook_id + r.runbook.title
+    assert len(r.runbook.steps) >= 2
+    # Similar incidents from the alert's name, labels and annotations: the past disk-full incident lists the alert.
+    assert r.similar_incidents and r.similar_incidents[0].incident_id == "INC-2026-0814"
+    assert all(i.for_findings == [] for i in r.similar_incidents)
+    assert {"A1", "R1", "I1"} <= set(r.summary.evidence_ids)
+    assert "configured for service 'checkout'" in r.summary.text and "No logs or metrics" in r.summary.text
+    flags = _flags(r)
+    assert flags["logs:logs"] == missing["logs"] and flags["metrics:metrics"] == missing["metrics"]
+    assert not any(k.startswith("store:") for k in flags)
+    assert {t.stage for t in r.timings} == {"retrieve", "report"}
+    assert TriageReport.model_validate_json(r.model_dump_json()) == r
+    step = r.runbook.steps[0].text[:30]
+    for fmt in ("markdown", "html", "json"):
+        text = render(r, fmt)  # type: ignore[arg-type]
+        assert "NodeFilesystemSpaceFillingUp" in text and "INC-2026-0814" in text, fmt
+        assert fmt == "json" or step.split()[0] in text, fmt
+
+
+def test_alert_only_without_store_and_severity_labels(tmp_path: Path) -> None:
+    from agent.triage import alert_severity
+
+    one = {"status": "firing", "labels": {"alertname": "QueueBacklog", "job": "worker", "severity": "warning"},
+           "annotations": {"summary": "Backlog growing."}, "startsAt": "2026-11-02T13:58:00Z"}
+    r = triage(None, None, one, settings=_settings(tmp_path))  # the configured store does not exist
+    assert r.severity == "warning" and r.alert is not None and r.alert.service == "worker"
+    flags = _flags(r)
+    assert flags["logs:logs"] == "no logs given" and flags["metrics:metrics"] == "no metrics given"
+    assert any(k.startswith("store:") for k in flags) and r.runbook is None and r.summary.evidence_ids == ["A1"]
+    assert [alert_severity(x) for x in ("critical", "page", "error", "warning", "info", "none", None, "odd")] == [
+        "critical", "critical", "critical", "warning", "info", "info", "warning", "warning"]
+    with pytest.raises(InputError, match="no usable alert"):
+        triage(None, None, {"alerts": []}, settings=_settings(tmp_path))
+
+
+@pytest.mark.llm
+def test_metric_finding_judged_by_the_embedded_model(tmp_path: Path) -> None:
+    """Metric-only findings go to ``LLMService.judge_metric`` as report findings (the real embedded model)."""
+    s = _settings(tmp_path, llm={"backend": "local"}, detectors={"metric_detector": "zscore"},
+                  triage={"top_k": 1, "llm_budget_s": 120.0})
+    r = triage(None, METRICS, settings=s)
+    top = r.findings[0]
+    assert top.metrics and not top.templates
+    assert not any(d.component == "llm" for d in r.degraded), r.degraded
+    assert top.verdict is not None and top.verdict.source.startswith("llm")
+    assert set(top.verdict.evidence_ids) <= {m.id for m in top.metrics}
+    assert "judge_metric" in r.versions.prompts and r.versions.llm_backend == "local"
+    assert all(f.verdict is None for f in r.findings[1:])  # top k = 1: one LLM call

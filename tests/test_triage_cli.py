@@ -72,6 +72,16 @@ def test_unusable_input_exits_2(runner: CliRunner, tmp_path: Path, extra: list[s
     assert res.exit_code == 2, res.output
 
 
+def test_alert_alone_gives_an_alert_only_report(runner: CliRunner, tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    res = runner.invoke(app, _args(tmp_path, "--alert", str(EXAMPLES / "alert.json"), "--out", str(out_json)))
+    assert res.exit_code == 0, res.output
+    data = json.loads(out_json.read_text())
+    assert data["alert"]["name"] == "NodeFilesystemSpaceFillingUp" and data["findings"] == []
+    assert data["severity"] == "critical" and {"logs", "metrics"} <= {d["component"] for d in data["degraded"]}
+    assert "No logs or metrics were triaged" in res.output
+
+
 def test_bad_alert_json_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     bad = tmp_path / "alert.json"
     bad.write_text("{not json")

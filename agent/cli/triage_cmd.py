@@ -51,8 +51,8 @@ def triage_command(
     """
     from agent.render import FORMATS, format_for_path, render
 
-    if not paths and metrics is None:
-        raise fail("give log PATHs and/or --metrics CSV")
+    if not paths and metrics is None and alert is None:
+        raise fail("give log PATHs, --metrics CSV and/or --alert JSON (an alert alone: its runbook and similar incidents)")
     if fmt is not None and fmt not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fail_on is not None and fail_on not in ("warning", "critical"):
@@ -169,5 +169,7 @@ def _summary(report: Any, outs: list[Path]) -> None:
         if top.runbook_id and report.runbook is not None:
             steps = "; ".join(s.text for s in report.runbook.steps[:3])
             err_console.print(f"runbook: {report.runbook.title}: {steps}", markup=False, highlight=False)
+    else:
+        err_console.print(f"summary: {report.summary.text}", markup=False, highlight=False)
     for path in outs:
         err_console.print(f"report written to {path}", markup=False)

@@ -12,7 +12,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
@@ -25,6 +25,11 @@ from agent.service.metrics import ServiceMetrics
 from agent.service.reports import ReportStore
 from agent.settings import Settings
 from tools.errors import InputError
+from tools.metrics_io import read_metrics
+
+if TYPE_CHECKING:
+    from agent.llm import LLMService
+    from tools.store import IncidentStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,24 +77,24 @@ class ServiceRuntime:
             queue_depth=lambda: self.jobs.queue_depth, running=lambda: self.jobs.running, llm_stats=self.llm_stats
         )
         self._lock = threading.Lock()
-        self._llm: Any = None
+        self._llm: LLMService | None = None
         self._llm_error: str | None = None
         self._llm_failed_at = 0.0
-        self._store: Any = None
+        self._store: IncidentStore | None = None
         self._store_error: str | None = None
         self._store_failed_at = 0.0
         self._chat: Any = None
         self.started_at = time.time()
 
     # ---- shared dependencies -------------------------------------------------------------------------------
-    def llm_service(self) -> Any:
+    def llm_service(self) -> LLMService | None:
         """The shared ``agent.llm.LLMService`` (None when it cannot be built; triages then run degraded)."""
+        from agent.llm import LLMService  # heavy: imported on first use
+
         with self._lock:
             retry = time.monotonic() - self._llm_failed_at > RETRY_DEPENDENCY_S
             if self._llm is None and (self._llm_error is None or retry):
                 try:
-                    from agent.llm import LLMService
-
                     self._llm = LLMService(self.settings.llm, cache_dir=self.settings.llm_cache_dir)
                     self._llm_error = None
                 except Exception as exc:  # noqa: BLE001 - any failure means: run without a shared LLM
@@ -98,14 +103,14 @@ class ServiceRuntime:
                     logger.warning("LLM service unavailable: %s", self._llm_error)
             return self._llm
 
-    def store(self) -> Any:
+    def store(self) -> IncidentStore | None:
         """The shared ``tools.store.IncidentStore`` (None when unavailable; triages then run degraded)."""
+        from tools.store import IncidentStore  # heavy (chromadb): imported on first use
+
         with self._lock:
             retry = time.monotonic() - self._store_failed_at > RETRY_DEPENDENCY_S
             if self._store is None and (self._store_error is None or retry):
                 try:
-                    from tools.store import IncidentStore
-
                     self._store = IncidentStore.from_settings(self.settings.store, self.settings.store_path)
                     self._store_error = None
                 except Exception as exc:  # noqa: BLE001 - StoreUnavailable and friends: degrade, do not crash
@@ -130,10 +135,10 @@ class ServiceRuntime:
     def llm_stats(self) -> dict[str, int]:
         """LLM calls and failures: chat turns (callbacks) plus the triage LLM service's own counters."""
         calls, failures = self.llm_counter.calls, self.llm_counter.failures
-        stats = getattr(self._llm, "stats", None)
-        if isinstance(stats, dict):
-            calls += int(stats.get("calls") or 0)
-            failures += int(stats.get("failures") or stats.get("errors") or 0)
+        if self._llm is not None:
+            stats = dict(self._llm.stats)
+            calls += stats.get("calls", 0)
+            failures += stats.get("errors", 0)
         return {"calls": calls, "failures": failures}
 
     def health(self) -> dict[str, Any]:
@@ -142,8 +147,7 @@ class ServiceRuntime:
         if self._llm_error:
             llm.update(status="unavailable", error=self._llm_error)
         elif self._llm is not None:
-            probe = getattr(self._llm, "health", None)
-            detail = probe() if callable(probe) else {"ok": True}
+            detail = self._llm.health()
             llm.update({k: v for k, v in detail.items() if k in ("ok", "model", "breaker", "error", "stats")})
             llm["status"] = "ok" if detail.get("ok", True) else "unavailable"
         else:
@@ -152,8 +156,7 @@ class ServiceRuntime:
         if self._store_error:
             store.update(status="unavailable", error=self._store_error)
         elif self._store is not None:
-            probe = getattr(self._store, "health", None)
-            store.update(probe() if callable(probe) else {"status": "ok"})
+            store.update(status="ok", location=self._store.location)
         else:
             store["status"] = "not_opened"
         degraded = llm.get("status") == "unavailable" or store.get("status") == "unavailable"
@@ -168,14 +171,16 @@ class ServiceRuntime:
 
     # ---- triage work ---------------------------------------------------------------------------------------
     def run_triage(self, kind: str, logs: list[Path] | None, metrics: Path | pd.DataFrame | None,
-                   alert: dict[str, Any] | None) -> TriageReport:
-        """Run one triage with the shared store and LLM, record its metrics and save the report."""
+                   alert: dict[str, Any] | None, missing: dict[str, str] | None = None) -> TriageReport:
+        """Run one triage with the shared store and LLM, record its metrics and save the report.
+
+        ``missing`` says why logs / metrics are absent (see ``agent.triage.triage``)."""
         from agent.triage import triage
 
         started = time.perf_counter()
         try:
             report = triage(logs or None, metrics, alert, settings=self.settings, store=self.store(),
-                            llm=self.llm_service())
+                            llm=self.llm_service(), missing=missing)
         except InputError:
             self.metrics.triages.labels(kind, "input_error").inc()
             raise
@@ -205,7 +210,11 @@ class ServiceRuntime:
         return work
 
     def alert_work(self, alert: Alert, external_url: str) -> Any:
-        """The job body of one firing alert: triage of its service's sources, report saved, webhook posted."""
+        """The job body of one firing alert: triage of its service's sources, report saved, webhook posted.
+
+        Every firing alert gets a report: a service without configured sources (or whose sources hold nothing
+        usable) gets an alert-only report (the alert, its runbook, similar incidents, degraded flags saying why
+        no logs / metrics were triaged)."""
 
         def work(job: Job) -> dict[str, Any]:
             srv = self.settings.server
@@ -213,14 +222,20 @@ class ServiceRuntime:
             service, configured = resolve_service(alert, known)
             logs = self._service_logs(service) if configured and service else []
             metrics = self._service_metrics(service, alert) if configured and service else None
+            missing = self._missing_sources(service, configured, logs, metrics)
             alert_dict = alert.model_dump(mode="json")
             try:
-                report = self.run_triage("alert", logs, metrics, alert_dict)
+                try:
+                    report = self.run_triage("alert", logs, metrics, alert_dict, missing)
+                except InputError as exc:
+                    if not logs and metrics is None:
+                        raise
+                    why = f"the configured sources of service {service!r} hold nothing usable: {exc}"
+                    logger.warning("alert %s: %s; reporting on the alert alone", alert.name, why)
+                    logs, metrics = [], None
+                    report = self.run_triage("alert", None, None, alert_dict, {"logs": why, "metrics": why})
             except InputError as exc:
                 reason = str(exc)
-                if not configured:
-                    reason = (f"no log or metric sources are configured for service {service!r} (server.sources / "
-                              f"server.metrics_sources; labels tried: {', '.join(SERVICE_LABELS)}): {exc}")
                 self.ledger.record("failed", alert, job_id=job.id, service=service, error=reason)
                 return {"status": "failed", "error": reason, "error_kind": "input",
                         "detail": {**job.detail, "service": service, "configured": configured}}
@@ -229,9 +244,29 @@ class ServiceRuntime:
             posted = self._post_outgoing(report, alert, external_url)
             return {"report_id": report.id, "severity": report.severity, "degraded": report.is_degraded,
                     "detail": {**job.detail, "service": service, "configured": configured, "log_files": len(logs),
+                               "metrics": metrics is not None, "alert_only": not logs and metrics is None,
                                "posted": posted}}
 
         return work
+
+    def _missing_sources(self, service: str | None, configured: bool, logs: list[Path],
+                         metrics: Path | pd.DataFrame | None) -> dict[str, str]:
+        """Why an alert's triage has no logs and/or no metrics (for its degraded flags and summary)."""
+        srv = self.settings.server
+        tried = f"labels tried: {', '.join(SERVICE_LABELS)}"
+        if service is None:
+            why = f"the alert names no service ({tried})"
+            return {"logs": why, "metrics": why}
+        out: dict[str, str] = {}
+        if not logs:
+            out["logs"] = (f"the log globs configured for service {service!r} match no files"
+                           if srv.sources.get(service) else
+                           f"no log sources are configured for service {service!r} (server.sources"
+                           + (")" if configured else f"; {tried})"))
+        if metrics is None:
+            out["metrics"] = (f"no metrics source is configured for service {service!r} (server.metrics_sources"
+                              + (")" if configured else f"; {tried})"))
+        return out
 
     def _service_logs(self, service: str) -> list[Path]:
         files: list[Path] = []
@@ -252,8 +287,6 @@ class ServiceRuntime:
             return None
         path = Path(path_text)
         try:
-            from tools.metrics_io import read_metrics
-
             frame, _ = read_metrics(path)
         except Exception as exc:  # noqa: BLE001 - let triage read (and report on) the file itself
             logger.info("metrics of %s not pre-sliced (%s); triage reads %s", service, exc, path)

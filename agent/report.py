@@ -288,6 +288,12 @@ class TriageReport(_Model):
         return bool(self.degraded)
 
     @property
+    def is_alert_only(self) -> bool:
+        """True for the report of an alert whose triage had neither logs nor metrics."""
+        i = self.inputs
+        return self.alert is not None and not i.log_sources and i.lines_read == 0 and i.metric_source is None
+
+    @property
     def total_seconds(self) -> float:
         return round(sum(t.seconds for t in self.timings), 3)
 

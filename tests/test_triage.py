@@ -319,6 +319,8 @@ def test_alert_only_report(tmp_path: Path, example_store: Any) -> None:
         text = render(r, fmt)  # type: ignore[arg-type]
         assert "NodeFilesystemSpaceFillingUp" in text and "INC-2026-0814" in text, fmt
         assert fmt == "json" or step.split()[0] in text, fmt
+        assert fmt == "json" or "alert only" in text, fmt
+    assert r.is_alert_only and not triage(LOGS, None, alert, settings=_settings(tmp_path)).is_alert_only
 
 
 def test_alert_only_without_store_and_severity_labels(tmp_path: Path) -> None:

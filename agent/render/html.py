@@ -72,7 +72,8 @@ def render_html(report: TriageReport) -> str:
 
     h.append("<h2>Findings</h2>")
     if not report.findings:
-        h.append("<p>No anomalies found.</p>")
+        h.append("<p>No findings: no logs or metrics were triaged (alert only).</p>" if report.is_alert_only
+                 else "<p>No anomalies found.</p>")
     else:
         h.append(
             '<table id="findings"><thead><tr><th>#</th><th>id</th><th>severity</th><th>span</th><th>services</th>'

@@ -75,7 +75,8 @@ def render_markdown(report: TriageReport) -> str:
     out.append("## Findings")
     out.append("")
     if not report.findings:
-        out.append("No anomalies found.")
+        out.append("No findings: no logs or metrics were triaged (alert only)." if report.is_alert_only
+                   else "No anomalies found.")
         out.append("")
     else:
         out.append("| # | id | severity | span | services | what | score | verdict |")

@@ -103,3 +103,13 @@ def test_console_script_exit_code_and_progress(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     assert json.loads(proc.stdout)["severity"] == "critical"
     assert "log detectors" in proc.stderr and "Triage: CRITICAL" in proc.stderr
+
+
+def test_format_takes_a_log_format_as_parse_does(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    log = str(EXAMPLES / "logs" / "checkout.log")
+    res = runner.invoke(app, _args(tmp_path, log, "-q", "--no-llm", "--format", "app", "--out", str(out)))
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["findings"], "the incident in checkout.log must be found"
+    res = runner.invoke(app, _args(tmp_path, log, "-q", "--format", "app", "--log-format", "app"))
+    assert res.exit_code == 2, res.output

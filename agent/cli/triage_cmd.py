@@ -34,7 +34,7 @@ def triage_command(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(help="Log files, directories, globs, or '-' for stdin.")] = None,
     metrics: Annotated[Path | None, typer.Option("--metrics", "-m", help="Metrics CSV (a time column + numeric channels).")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Report format: markdown | json | html (default: from --out, else markdown).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Report format (markdown | json | html; default: from --out, else markdown), or else the log format (a preset such as HDFS or app, or a custom header format), as in 'anomalist parse'.")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="Log format preset or custom header format; default: detect.")] = None,
     alert: Annotated[Path | None, typer.Option("--alert", help="Alertmanager webhook JSON (v4 payload) or a single alert.")] = None,
     out: Annotated[list[Path] | None, typer.Option("--out", "-o", help="Write the report here (.md, .json or .html; repeat for several) instead of stdout.")] = None,
@@ -54,7 +54,10 @@ def triage_command(
     if not paths and metrics is None and alert is None:
         raise fail("give log PATHs, --metrics CSV and/or --alert JSON (an alert alone: its runbook and similar incidents)")
     if fmt is not None and fmt not in FORMATS:
-        raise fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        # Not a report format: the log format, as `anomalist parse --format` takes it (the two sets are disjoint).
+        if log_format is not None:
+            raise fail(f"--format must be one of {', '.join(FORMATS)} when --log-format is given, got {fmt!r}")
+        fmt, log_format = None, fmt
     if fail_on is not None and fail_on not in ("warning", "critical"):
         raise fail(f"--fail-on must be 'warning' or 'critical', got {fail_on!r}")
     outs = list(out or [])

@@ -48,7 +48,7 @@ class DiffusionDetector(TorchWindowDetector):
         hidden: int = 128,
         latent: int = 16,
         epochs: int = 40,
-        batch_size: int = 512,
+        batch_size: int = 128,
         lr: float = 1e-3,
         patience: int = 5,
         val_fraction: float = 0.2,

@@ -26,7 +26,7 @@ import pandas as pd
 from detectors._prep import Scaler, batches, spread_windows, train_val_split, windows
 from detectors.base import TimeSeriesDetector
 from detectors.classical import _Scaled
-from detectors.thresholds import ThresholdMethod
+from detectors.thresholds import ThresholdMethod, robust_threshold
 
 
 class WindowKNN(_Scaled):
@@ -227,7 +227,11 @@ class AutoDetector(TimeSeriesDetector):
         n = ok.sum(axis=1)
         s = np.divide(np.where(ok, m, 0.0).sum(axis=1), n, out=np.full(len(m), np.nan), where=n > 0)
         s[mask.all(axis=1)] = np.nan
-        self._set_threshold(s[np.isfinite(s)])
+        if self.threshold == "robust":
+            # Spread-back window scores vary smoothly, so their robust spread is wide: 3 robust SDs, not 6.
+            self.threshold_ = robust_threshold(s[np.isfinite(s)], k=3.0)
+        else:
+            self._set_threshold(s[np.isfinite(s)])
         return pd.Series(s, index=X.index, name=self.name, dtype="float64")
 
     def member_scores(self, X: pd.DataFrame) -> pd.DataFrame:

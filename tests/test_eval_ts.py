@@ -123,5 +123,6 @@ def test_bench_and_gpu_check_scripts_run_on_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     row = out["results"][0]
-    assert row["detector"] == "pca" and row["cpu_s"] > 0 and row["gpu_s"] > 0 and row["gpu_peak_rss_mib"] > 0
+    # timings of a 260-row PCA can round to 0.0 s: check they are there, not that they are large
+    assert row["detector"] == "pca" and row["cpu_s"] >= 0 and row["gpu_s"] >= 0 and row["gpu_peak_rss_mib"] > 0
     assert row["auc_pr_cpu"] == row["auc_pr_gpu"]  # same device, same seed: same scores

@@ -81,8 +81,29 @@ def runbook_keyword_tokens(rb: Runbook) -> list[str]:
     return head * 3 + overview * 2 + rest
 
 
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.lower()).strip(" .!?…")
+
+
+def _new_sentences(text: str, seen: str) -> str:
+    """``text`` without the sentences already in ``seen`` (normalised). Titles are often the summary's first
+    sentence (the postmortem importer builds them so), possibly cut short: a sentence whose first 100 characters
+    are in ``seen`` counts as seen. Embedding it twice costs time and skews the vector toward it."""
+    kept = []
+    for sentence in _SENTENCE.split(text.strip()):
+        n = _norm(sentence)
+        if len(n) >= 20 and (n in seen or (len(n) > 100 and n[:100] in seen)):
+            continue
+        kept.append(sentence)
+    return " ".join(kept)
+
+
 def incident_passage(inc: Incident) -> str:
-    """The text embedded for ``inc``: title, services, symptoms, then summary and root cause (bounded)."""
+    """The text embedded for ``inc``: title, services, symptoms, then summary (less the sentences the title
+    repeats) and root cause, bounded."""
     parts = [inc.title]
     if inc.services:
         parts.append("Services: " + ", ".join(inc.services) + ".")
@@ -91,7 +112,9 @@ def incident_passage(inc: Incident) -> str:
     if inc.symptoms.metrics:
         parts.append("Metrics: " + ", ".join(inc.symptoms.metrics[:10]) + ".")
     if inc.summary:
-        parts.append(inc.summary)
+        summary = _new_sentences(inc.summary, _norm(inc.title))
+        if summary:
+            parts.append(summary)
     if inc.root_cause:
         parts.append("Root cause: " + inc.root_cause)
     if inc.symptoms.templates:

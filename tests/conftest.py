@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ DATASETS = REPO.parent / "shared" / "datasets"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# Files derived from packaged models (int8 ONNX embedder, F16 GGUF) are built once per test session, never in the
+# user's cache (subprocesses inherit this).
+if "ANOMALIST_CACHE_DIR" not in os.environ:
+    _CACHE = os.environ["ANOMALIST_CACHE_DIR"] = tempfile.mkdtemp(prefix="anomalist-test-cache-")
+
+    def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+        import shutil
+
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

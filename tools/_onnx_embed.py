@@ -76,13 +76,10 @@ def _model_hash(model_dir: Path) -> str:
 
 
 def cache_dir() -> Path:
-    """Where built ONNX files live: ``$ANOMALIST_CACHE_DIR`` or the user cache dir (e.g. ~/.cache/anomalist)."""
-    env = os.environ.get("ANOMALIST_CACHE_DIR")
-    if env:
-        return Path(env) / "onnx"
-    from platformdirs import user_cache_dir
+    """Where built ONNX files live: ``$ANOMALIST_CACHE_DIR/onnx`` or the user cache dir's (see ``tools.cache``)."""
+    from tools.cache import cache_dir as _cache_dir
 
-    return Path(user_cache_dir("anomalist")) / "onnx"
+    return _cache_dir("onnx")
 
 
 def _max_seq_length(model_dir: Path) -> int:

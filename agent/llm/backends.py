@@ -212,8 +212,10 @@ def _build(settings: Any) -> Any:
         return LocalChatModel(pool=pool, model_name=settings.model, temperature=settings.temperature,
                               max_tokens=settings.max_output_tokens, seed=settings.seed,
                               supports_tools=bool(settings.supports_tools))
-    pool = shared_pool(settings.model_path, settings.n_ctx, settings.n_threads, settings.local_instances, settings.seed)
-    name = EMBEDDED_MODEL_NAME if settings.model_path is None else pool.primary.name
+    pool = shared_pool(settings.model_path, settings.n_ctx, settings.n_threads, settings.local_instances, settings.seed,
+                       settings.gguf_f16)
+    name = (EMBEDDED_MODEL_NAME + ("-as-F16" if getattr(pool.primary, "f16", False) else "")
+            if settings.model_path is None else pool.primary.name)
     return LocalChatModel(pool=pool, model_name=name, temperature=settings.temperature,
                           max_tokens=settings.max_output_tokens, seed=settings.seed,
                           supports_tools=bool(settings.supports_tools))

@@ -115,8 +115,9 @@ class LLMService:
                     raise LLMUnavailable("backend 'vllm' needs llm.model")
                 self._pool, self._model_name = shared_vllm(s.model, s.n_ctx), s.model
             else:
-                self._pool = shared_pool(s.model_path, s.n_ctx, s.n_threads, s.local_instances, s.seed)
-                self._model_name = EMBEDDED_MODEL_NAME if s.model_path is None else self._pool.primary.name
+                self._pool = shared_pool(s.model_path, s.n_ctx, s.n_threads, s.local_instances, s.seed, s.gguf_f16)
+                self._model_name = (EMBEDDED_MODEL_NAME + ("-as-F16" if getattr(self._pool.primary, "f16", False) else "")
+                                    if s.model_path is None else self._pool.primary.name)
             count = None
             if self._pool is not None:
                 engine = self._pool.primary

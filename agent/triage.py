@@ -355,7 +355,7 @@ def _quietly(fn: Callable[[], Any]) -> None:
 
 def _judge(run: _Run, llm: LLMService | None, top: list[Finding], findings: list[Finding], memory: Memory,
            alert_ref: AlertRef | None) -> Judged | None:
-    from agent.triage_enrich import judge_findings, llm_view
+    from agent.triage_enrich import incident_examples, judge_findings, llm_view
 
     if run.settings.llm.backend == "none" and llm is None:
         run.degraded.append(DegradedFlag(component="llm", name="llm", reason="LLM disabled (backend 'none')"))
@@ -387,7 +387,7 @@ def _judge(run: _Run, llm: LLMService | None, top: list[Finding], findings: list
     summarize = t.llm_summary if t.llm_summary is not None else not in_process
     return judge_findings(llm, top, valid, t.llm_budget_s, concurrency, run.degraded,
                           summary_input=(lambda: ([llm_view(f) for f in top], context)) if summarize else None,
-                          explain_k=explain_k)
+                          explain_k=explain_k, examples=incident_examples(memory))
 
 
 def _assemble(

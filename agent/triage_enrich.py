@@ -175,8 +175,12 @@ def judge_findings(
     degraded: list[DegradedFlag],
     summary_input: Callable[[], Any] | None = None,
     explain_k: int | None = None,
+    examples: dict[str, list[str]] | None = None,
 ) -> Judged:
-    """LLM verdicts and explanations for ``findings`` (the top k) within ``budget_s`` seconds in total."""
+    """LLM verdicts and explanations for ``findings`` (the top k) within ``budget_s`` seconds in total.
+
+    ``examples``: per finding id, labelled past incidents (see ``incident_examples``) that its explanation gets as
+    few-shot context."""
     out = Judged()
     info = _safe(llm.info)
     out.model = info.get("model") if info is not None else None
@@ -192,7 +196,8 @@ def judge_findings(
             g = llm_view(f)
             futures[pool.submit(_guarded, stop, errors, llm.judge_log if g.templates else llm.judge_metric, g)] = (f.id, "judge")
         for f in findings[: len(findings) if explain_k is None else explain_k]:
-            futures[pool.submit(_guarded, stop, errors, _explain, llm, llm_view(f))] = (f.id, "explain")
+            ex = (examples or {}).get(f.id) or None
+            futures[pool.submit(_guarded, stop, errors, _explain, llm, llm_view(f), ex)] = (f.id, "explain")
         done, not_done = wait_futures(futures, timeout=max(deadline - time.monotonic(), 0.0))
         for fut in done:
             fid, kind = futures[fut]
@@ -299,8 +304,30 @@ def _guarded(stop: threading.Event, errors: list[str], fn: Callable[..., Any], *
         return None
 
 
-def _explain(llm: LLMService, f: Finding) -> LLMExplanation:
-    return llm.explain([f], None)
+def _explain(llm: LLMService, f: Finding, examples: list[str] | None = None) -> LLMExplanation:
+    return llm.explain([f], None, examples=examples)
+
+
+def incident_examples(memory: Memory, k: int = 3) -> dict[str, list[str]]:
+    """Per finding id, its retrieved past incidents as labelled few-shot examples for the explanation prompt:
+    "[I1] past incident ID: title. Root cause: ... Resolution: ..." (bounded), best first."""
+    by_id = {i.id: i for i in memory.incidents}
+    out: dict[str, list[str]] = {}
+    for fid, ids in memory.by_finding.items():
+        rows = []
+        for iid in ids[:k]:
+            inc = by_id.get(iid)
+            if inc is None:
+                continue
+            text = f"[{inc.id}] past incident {inc.incident_id}: {inc.title}."
+            if inc.root_cause:
+                text += f" Root cause: {inc.root_cause[:200]}."
+            if inc.resolution:
+                text += f" Resolution: {inc.resolution[:200]}."
+            rows.append(text[:600])
+        if rows:
+            out[fid] = rows
+    return out
 
 
 def _prompt(out: Judged, res: LLMVerdict | LLMExplanation | CitedText) -> None:

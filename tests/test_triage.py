@@ -352,3 +352,34 @@ def test_metric_finding_judged_by_the_embedded_model(tmp_path: Path) -> None:
     assert set(top.verdict.evidence_ids) <= {m.id for m in top.metrics}
     assert "judge_metric" in r.versions.prompts and r.versions.llm_backend == "local"
     assert all(f.verdict is None for f in r.findings[1:])  # top k = 1: one LLM call
+
+
+def test_retrieved_incidents_become_few_shot_examples_of_explanations(base_report: TriageReport) -> None:
+    from agent.report import SimilarIncident
+    from agent.triage_enrich import Memory, incident_examples, judge_findings
+
+    inc = SimilarIncident(id="I1", incident_id="INC-7", title="Disk full on db-3", root_cause="WAL archiving stalled",
+                          resolution="Freed space, fixed archiver", score=0.9)
+    other = SimilarIncident(id="I2", incident_id="INC-9", title="Unrelated", score=0.4)
+    mem = Memory(incidents=[inc, other], by_finding={"F1": ["I1"], "F2": ["I2", "I9"]})
+    ex = incident_examples(mem)
+    assert ex["F1"] == ["[I1] past incident INC-7: Disk full on db-3. Root cause: WAL archiving stalled. "
+                        "Resolution: Freed space, fixed archiver."]
+    assert ex["F2"] == ["[I2] past incident INC-9: Unrelated."]  # unknown ids are skipped
+
+    class Recorder:  # records what the triage asks of the LLM layer (the wiring, not the model, is under test)
+        calls: list[tuple[str, Any]] = []
+
+        def info(self) -> dict[str, Any]:
+            return {"model": "m", "backend": "b"}
+
+        def judge_metric(self, f: Any) -> None:
+            return None
+
+        def explain(self, findings: list[Any], context: Any = None, examples: Any = None) -> None:
+            self.calls.append((findings[0].id, examples))
+
+    f = base_report.findings[0].model_copy(update={"id": "F1", "templates": []})
+    rec = Recorder()
+    judge_findings(rec, [f], {"F1"}, 5.0, 1, [], explain_k=1, examples=ex)  # type: ignore[arg-type]
+    assert rec.calls == [("F1", ex["F1"])]

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 IncidentFormat = Literal["auto", "anomalist", "postmortems"]
 MAX_LINE_BYTES = 1_000_000
 MAX_RUNBOOK_BYTES = 500_000
-_BATCH = 512
+_BATCH = 2048  # records per upsert call (the store pipelines its 256-record batches within a call)
 _POSTMORTEM_KEYS = {"company", "category", "summary", "link", "other_links", "summary_markdown", "source_line", "id"}
 
 

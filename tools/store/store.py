@@ -16,6 +16,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -296,12 +297,19 @@ class IncidentStore:
         by_text = dict(zip(unique, vectors, strict=True))
         return [by_text[t] for t in texts]
 
-    def upsert_incidents(self, incidents: Sequence[Incident], batch_size: int = 512) -> UpsertResult:
-        """Insert or replace incidents by id (idempotent: an identical record is left as it is)."""
+    def upsert_incidents(self, incidents: Sequence[Incident], batch_size: int = 256) -> UpsertResult:
+        """Insert or replace incidents by id (idempotent: an identical record is left as it is).
+
+        Batches are pipelined: chromadb writes batch i on a helper thread while batch i + 1 is embedded (the ONNX
+        and chromadb native code both release the GIL), and at most one write is in flight, so memory stays bounded
+        and a failed write is raised before the next batch is sent.
+        """
         result = UpsertResult()
         latest = {inc.id: inc for inc in incidents}  # the last record of an id wins
         items = list(latest.values())
-        with guard(self.location):
+        col = self._col(INCIDENTS)
+        with guard(self.location), ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-write") as writer:
+            pending: Future[Any] | None = None
             wrote = False
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
@@ -319,13 +327,18 @@ class IncidentStore:
                     continue
                 docs = [incident_passage(batch[i]) for i in todo]
                 vecs = self._embed(docs)
-                self._col(INCIDENTS).upsert(
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(
+                    col.upsert,
                     ids=[batch[i].id for i in todo],
                     embeddings=[v.tolist() for v in vecs],
                     documents=docs,
                     metadatas=[self._incident_meta(batch[i], jsons[i], hashes[i]) for i in todo],
                 )
                 wrote = True
+            if pending is not None:
+                pending.result()
             if wrote:
                 self._bump(INCIDENTS)
         return result

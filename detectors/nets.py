@@ -45,20 +45,28 @@ class WindowAE(nn.Module):
 
 
 class WindowVAE(nn.Module):
-    """VAE with a Gaussian encoder q(z|x) and a Gaussian decoder p(x|z) with per-cell variance (Donut lineage)."""
+    """VAE with a Gaussian encoder q(z|x) and a Gaussian decoder p(x|z) (Donut lineage).
 
-    def __init__(self, cfg: NetConfig) -> None:
+    ``learn_variance``: the decoder also outputs a per-cell log-variance; otherwise the decoder variance is fixed at 1
+    (the channels are standardised) and ``decode`` returns a zero log-variance.
+    """
+
+    def __init__(self, cfg: NetConfig, learn_variance: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
+        self.learn_variance = learn_variance
         d = cfg.window * cfg.channels
         self.encoder = mlp(d, cfg.hidden, 2 * cfg.latent)
-        self.decoder = mlp(cfg.latent, cfg.hidden, 2 * d)
+        self.decoder = mlp(cfg.latent, cfg.hidden, 2 * d if learn_variance else d)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x.reshape(x.shape[0], -1)).chunk(2, dim=-1)  # (B, L) each
         return mu, logvar.clamp(-10.0, 10.0)
 
     def decode(self, z: torch.Tensor, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.learn_variance:
+            mu = self.decoder(z).reshape(shape)  # (B, W, C)
+            return mu, torch.zeros_like(mu)
         mu, logvar = self.decoder(z).chunk(2, dim=-1)  # (B, W*C) each
         # Floor the decoder variance: without it the likelihood of near-constant cells explodes.
         return mu.reshape(shape), logvar.clamp(-6.0, 6.0).reshape(shape)

@@ -98,3 +98,28 @@ def test_deeplog_learns_a_grammar() -> None:
     s = det.score([["1", "2", "3", "4"], ["5", "2", "2", "3", "4"], ["1", "3", "2", "4"], ["1", "2", "3"]])
     flags = (s > det.threshold_).tolist()
     assert flags == [False, False, True, True]  # out of order; truncated (missing end)
+
+
+def test_torch_row_score_is_the_mean_of_covering_window_totals() -> None:
+    """Torch detectors score a row by the mean total cell score of the windows covering it (not per-row cells)."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(120, 3)), columns=["a", "b", "c"])
+    det = detectors.get_detector("ae", window=6, epochs=2, hidden=8, latent=2, device="cpu").fit(X)
+    a = X.to_numpy(np.float64)
+    cells = det._window_cells(a, totals_only=False)  # (N, W, C)
+    expected = spread_windows(cells.reshape(len(cells), -1).sum(axis=1), len(a), 6)
+    np.testing.assert_allclose(det.score(X).to_numpy(), expected, rtol=1e-5)
+    # ... which differs from summing the per-row spread cells (the old rule) on anything but constant errors.
+    assert not np.allclose(expected, spread_windows(cells, len(a), 6).sum(axis=1))
+
+
+def test_vae_decoder_variance_modes() -> None:
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(150, 2)), columns=["a", "b"])
+    fixed = detectors.get_detector("vae", window=5, epochs=2, hidden=8, latent=2, device="cpu").fit(X)
+    learned = detectors.get_detector("vae", window=5, epochs=2, hidden=8, latent=2, device="cpu",
+                                     decoder_variance="learned").fit(X)
+    assert fixed.net_.decoder[-1].out_features == 10 and learned.net_.decoder[-1].out_features == 20
+    assert (fixed.score(X).dropna() >= 0).all() and (learned.score(X).dropna() >= 0).all()
+    with pytest.raises(ValueError, match="decoder_variance"):
+        detectors.get_detector("vae", decoder_variance="other").fit(X)

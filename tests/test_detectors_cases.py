@@ -123,3 +123,19 @@ def test_vae_decoder_variance_modes() -> None:
     assert (fixed.score(X).dropna() >= 0).all() and (learned.score(X).dropna() >= 0).all()
     with pytest.raises(ValueError, match="decoder_variance"):
         detectors.get_detector("vae", decoder_variance="other").fit(X)
+
+
+def test_auto_explain_counts_excess_over_the_context() -> None:
+    """A channel that mismatches training all along (drift) does not take credit for a span where another changed."""
+    rng = np.random.default_rng(2)
+    t = np.arange(400)
+    train = pd.DataFrame({"drift": np.sin(t / 9) + 0.05 * rng.normal(size=400),
+                          "b": np.cos(t / 7) + 0.05 * rng.normal(size=400)})
+    test = train.copy()
+    test["drift"] += 3.0  # shifted for the whole test series: large, constant evidence
+    test.loc[300:319, "b"] += 1.5  # the actual anomaly
+    det = detectors.get_detector("auto").fit(train)
+    with_context = det.explain(test, (300, 319))
+    assert with_context.index[0] == "b"
+    no_context = det.explain(test.iloc[300:], (300, 319))  # no rows before the span: the plain sum, drift dominates
+    assert no_context.index[0] == "drift"

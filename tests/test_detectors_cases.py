@@ -113,16 +113,22 @@ def test_torch_row_score_is_the_mean_of_covering_window_totals() -> None:
     assert not np.allclose(expected, spread_windows(cells, len(a), 6).sum(axis=1))
 
 
-def test_vae_decoder_variance_modes() -> None:
+def test_vae_decoder_and_score_variance_modes() -> None:
     rng = np.random.default_rng(1)
     X = pd.DataFrame(rng.normal(size=(150, 2)), columns=["a", "b"])
-    fixed = detectors.get_detector("vae", window=5, epochs=2, hidden=8, latent=2, device="cpu").fit(X)
-    learned = detectors.get_detector("vae", window=5, epochs=2, hidden=8, latent=2, device="cpu",
-                                     decoder_variance="learned").fit(X)
+    small = dict(window=5, epochs=2, hidden=8, latent=2, device="cpu")
+    fixed = detectors.get_detector("vae", decoder_variance="fixed", **small).fit(X)
+    learned = detectors.get_detector("vae", **small).fit(X)  # default: learned variance, unit-variance scoring
+    assert learned.get_params()["decoder_variance"] == "learned" and learned.get_params()["score_variance"] == "unit"
     assert fixed.net_.decoder[-1].out_features == 10 and learned.net_.decoder[-1].out_features == 20
     assert (fixed.score(X).dropna() >= 0).all() and (learned.score(X).dropna() >= 0).all()
+    # Same trained model, scored under its decoder's variance instead: a different score.
+    by_decoder = detectors.get_detector("vae", score_variance="decoder", **small).fit(X)
+    assert not np.allclose(by_decoder.score(X).dropna(), learned.score(X).dropna())
     with pytest.raises(ValueError, match="decoder_variance"):
         detectors.get_detector("vae", decoder_variance="other").fit(X)
+    with pytest.raises(ValueError, match="score_variance"):
+        detectors.get_detector("vae", score_variance="other").fit(X)
 
 
 def test_auto_explain_counts_excess_over_the_context() -> None:

@@ -169,11 +169,10 @@ def _server_part(root: Path, store: Any, queries: list[Any], embedder: Any, name
         t = time.perf_counter()
         offset = 0
         while True:
-            got = src.get(include=["embeddings", "documents", "metadatas"], limit=2000, offset=offset)
+            got = src.get(include=["embeddings", "metadatas"], limit=2000, offset=offset)
             if not got["ids"]:
                 break
-            dst.upsert(ids=got["ids"], embeddings=got["embeddings"], documents=got["documents"],
-                       metadatas=got["metadatas"])
+            dst.upsert(ids=got["ids"], embeddings=got["embeddings"], metadatas=got["metadatas"])
             offset += len(got["ids"])
         srv._bump(name)
         out: dict[str, Any] = {"copy_s": round(time.perf_counter() - t, 2), "count": srv.count()}

@@ -82,7 +82,7 @@ class Embedder:
         device: "auto" (CUDA when present), "cpu" or "cuda".
         batch_size: texts per forward pass.
         backend: "torch" (sentence-transformers, fp32; any model, CPU or GPU) or "onnx-int8" (the same model
-            exported, fused and int8-quantized for onnxruntime on CPU: about 2.3x faster on 2 cores, cosine 0.994
+            exported, fused and int8-quantized for onnxruntime on CPU: about 2.8x faster on 2 cores, cosine 0.994
             with the fp32 vectors; see ``tools._onnx_embed``). "onnx-int8" falls back to torch, with a warning, on
             CUDA or when the model or environment cannot use it.
     """

@@ -88,3 +88,20 @@ def test_unsupported_models_fall_back_to_torch_with_reason(tmp_path: Path) -> No
 def test_unknown_backend_is_rejected() -> None:
     with pytest.raises(ValueError, match="onnx-int8"):
         Embedder(backend="tensorrt")
+
+
+def test_store_records_its_embedding_space_across_writes(pair: tuple[Embedder, Embedder], tmp_path: Path) -> None:
+    from tools.store import IncidentStore
+    from tools.store.records import Incident
+    from tools.store.store import INCIDENTS
+
+    _, int8 = pair
+    store = IncidentStore.open("embedded", path=tmp_path / "db", create=True, embedder=int8)
+    store.upsert_incidents([Incident(id="a", title="Disk full on db-3", summary="WAL piled up.")])
+    store.upsert_incidents([Incident(id="b", title="Pod crash looping", summary="OOMKilled.")])
+    store.close()
+    again = IncidentStore.open("embedded", path=tmp_path / "db", embedder=int8)
+    meta = again._col(INCIDENTS).metadata
+    assert meta["embedding_space"] == "all-MiniLM-L6-v2/onnx-int8" and meta.get("revision")
+    assert again.similar_incidents("disk is full", k=1)[0].incident.id == "a"
+    again.close()

@@ -84,8 +84,11 @@ def runbook_keyword_tokens(rb: Runbook) -> list[str]:
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
+_SPACES = re.compile(r"\s+")
+
+
 def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text.lower()).strip(" .!?…")
+    return _SPACES.sub(" ", text.lower()).strip(" .!?…")
 
 
 def _new_sentences(text: str, seen: str) -> str:

@@ -281,7 +281,10 @@ class IncidentStore:
     # ---- writing -------------------------------------------------------------------------------------------
     def _bump(self, name: str) -> None:
         # A new random stamp after every write: readers rebuild their keyword index when it differs.
-        self._col(name).modify(metadata={"revision": uuid.uuid4().hex})
+        # modify() replaces the whole metadata: keep the embedding space recorded at creation.
+        col = self._col(name)
+        space = (col.metadata or {}).get("embedding_space") or str(getattr(self.embedder, "space", "unknown"))
+        col.modify(metadata={"revision": uuid.uuid4().hex, "embedding_space": space})
 
     def _existing_hashes(self, name: str, ids: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}

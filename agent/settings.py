@@ -45,6 +45,15 @@ class DetectorSettings(_Section):
     seed: int = 0
     torch_threads: int | None = Field(None, description="None = let the detector pick (min(cores, 2))")
 
+    def params_for(self, name: str, **extra: Any) -> dict[str, Any]:
+        """Seed and device (plus ``extra``) for detector ``name``: only the parameters it accepts, None dropped
+        (detectors refuse unknown parameters)."""
+        from detectors import detector_class
+
+        accepted = detector_class(name)._param_names()
+        wanted = {"seed": self.seed, "device": self.device, **extra}
+        return {k: v for k, v in wanted.items() if k in accepted and v is not None}
+
 
 class LLMSettings(_Section):
     """LLM backend (see agent.llm)."""

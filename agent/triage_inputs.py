@@ -324,7 +324,7 @@ def run_log_detectors(
         try:
             if name == "deeplog":
                 raise ValueError("deeplog scores template sequences; batch triage uses window counts (not run)")
-            params = _params(name, settings)
+            params = settings.detectors.params_for(name)
             folds = crossfit_scores(partial(get_detector, name, **params), counts, len(counts),
                                     settings.triage.baseline_fraction, MIN_FIT_WINDOWS)
             found = [
@@ -418,7 +418,7 @@ def run_metric_detector(
     numeric = df.select_dtypes(include="number")
     hits: list[Hit] = []
     try:
-        det = get_detector(name, **_params(name, settings))
+        det = get_detector(name, **settings.detectors.params_for(name))
         if hasattr(det, "fit_score"):
             scores = det.fit_score(numeric)  # in-sample scoring that keeps a window from vouching for itself
         else:
@@ -446,22 +446,6 @@ def run_metric_detector(
         return [], []
     tick("metrics", 1.0, f"{len(hits)} hits")
     return hits, [name]
-
-
-def _params(name: str, settings: Settings) -> dict[str, Any]:
-    return _metric_params(name, settings)
-
-
-def _metric_params(name: str, settings: Settings) -> dict[str, Any]:
-    from detectors import detector_class
-
-    params = detector_class(name)._param_names()
-    out: dict[str, Any] = {}
-    if "seed" in params:
-        out["seed"] = settings.detectors.seed
-    if "device" in params:
-        out["device"] = settings.detectors.device
-    return out
 
 
 def _step(index: pd.Index) -> pd.Timedelta:

@@ -81,7 +81,7 @@ def run(data: Path, fmt: str, detectors: list[str] | None = None) -> dict[str, A
     out: dict[str, Any] = {}
     for name, rows in per.items():
         ok = [r for r in rows if "error" not in r]
-        agg = {m: nanmean([r[m] for r in ok]) for m in METRICS}
+        agg: dict[str, Any] = {m: nanmean([r[m] for r in ok]) for m in METRICS}
         agg["fit_s"] = float(sum(r["fit_s"] for r in ok))
         agg["score_s"] = float(sum(r["score_s"] for r in ok))
         agg["hitrate@100"] = nanmean([r.get("hitrate@100", np.nan) for r in ok]) if fmt == "smd" else None

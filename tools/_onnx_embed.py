@@ -16,7 +16,6 @@ exactly those modules are accepted (``supported`` says why not otherwise; caller
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -63,24 +62,10 @@ def supported(model_dir: Path) -> str | None:
 
 
 def _model_hash(model_dir: Path) -> str:
-    h = hashlib.sha256(RECIPE.encode())
-    for name in ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "modules.json"):
-        f = model_dir / name
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{name}:{st.st_size}".encode())
-            with f.open("rb") as fh:  # the head and tail identify a weights file well enough, cheaply
-                h.update(fh.read(1 << 20))
-                fh.seek(max(0, st.st_size - (1 << 20)))
-                h.update(fh.read())
-    return h.hexdigest()[:16]
+    from tools.cache import fingerprint
 
-
-def cache_dir() -> Path:
-    """Where built ONNX files live: ``$ANOMALIST_CACHE_DIR/onnx`` or the user cache dir's (see ``tools.cache``)."""
-    from tools.cache import cache_dir as _cache_dir
-
-    return _cache_dir("onnx")
+    names = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "modules.json")
+    return fingerprint(*(model_dir / n for n in names), salt=RECIPE)
 
 
 def _max_seq_length(model_dir: Path) -> int:
@@ -158,7 +143,9 @@ class OnnxEncoder:
         self.model_dir = model_dir
         self.max_length = _max_seq_length(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        self.path = cache_dir() / f"{model_dir.name}-{_model_hash(model_dir)}-int8.onnx"
+        from tools.cache import cache_dir
+
+        self.path = cache_dir("onnx") / f"{model_dir.name}-{_model_hash(model_dir)}-int8.onnx"
         if not self.path.is_file():
             logger.info("building the int8 ONNX embedding model at %s (once)", self.path)
             try:

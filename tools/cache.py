@@ -16,3 +16,21 @@ def cache_dir(sub: str) -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("anomalist")) / sub
+
+
+def fingerprint(*paths: Path, salt: str = "") -> str:
+    """A short content key of ``paths`` (missing ones skipped): name, size, and the first and last MiB of each.
+    Cheap on big weight files, and it changes whenever a model file is replaced."""
+    import hashlib
+
+    h = hashlib.sha256(salt.encode())
+    for f in paths:
+        if not f.is_file():
+            continue
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(1 << 20))
+            fh.seek(max(0, size - (1 << 20)))
+            h.update(fh.read())
+    return h.hexdigest()[:16]

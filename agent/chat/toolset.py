@@ -122,19 +122,6 @@ class Toolset:
         return prompts.load("chat_system").version
 
 
-def _detector_params(name: str, settings: Settings) -> dict[str, Any]:
-    """Seed and device for detectors that take them (the others would refuse unknown parameters)."""
-    from detectors import detector_class
-
-    accepted = detector_class(name)._param_names()
-    params: dict[str, Any] = {}
-    if "seed" in accepted:
-        params["seed"] = settings.detectors.seed
-    if "device" in accepted:
-        params["device"] = settings.detectors.device
-    return params
-
-
 def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: dict[str, str], store: Any = None,
                   llm: Any = None, on_report: Callable[[Any], None] | None = None) -> Toolset:
     """All chat tools over ``logs``/``metrics`` (source name -> paths), the store and the triage pipeline."""
@@ -155,7 +142,7 @@ def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: di
         notes.append("No log sources are configured.")
     if metrics:
         tools.extend(make_metric_tools(ws, settings.detectors.metric_detector,
-                                       _detector_params(settings.detectors.metric_detector, settings),
+                                       settings.detectors.params_for(settings.detectors.metric_detector),
                                        robust_k=settings.triage.metric_robust_k))
     else:
         notes.append("No metrics are configured.")

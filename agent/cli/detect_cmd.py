@@ -30,17 +30,9 @@ def anomalous_spans(scores: pd.Series, threshold: float, max_gap: int = 1) -> li
 
 
 def _params(name: str, settings: Any, in_sample: bool) -> dict[str, Any]:
-    from detectors import detector_class
-
-    accepted = detector_class(name)._param_names()
-    wanted: dict[str, Any] = {
-        # Fitted on the data it judges, the training scores contain the anomalies: a quantile would sit inside them.
-        "threshold": "robust" if in_sample else None,
-        "seed": settings.detectors.seed,
-        "device": settings.detectors.device,
-        "torch_threads": settings.detectors.torch_threads,
-    }
-    return {k: v for k, v in wanted.items() if k in accepted and v is not None}
+    # Fitted on the data it judges, the training scores contain the anomalies: a quantile would sit inside them.
+    return settings.detectors.params_for(name, threshold="robust" if in_sample else None,
+                                         torch_threads=settings.detectors.torch_threads)
 
 
 def register(app: typer.Typer) -> None:

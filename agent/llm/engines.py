@@ -60,17 +60,9 @@ def f16_copy(path: Path) -> Path:
     prompt reading. Q4_1 values (scale x q + min) are representable in F16 up to F16 rounding, so the model's
     numbers barely move. For big models the F16 copy would cost too much memory: see ``gguf_f16`` in the settings.
     """
-    import hashlib
+    from tools.cache import cache_dir, fingerprint
 
-    from tools.cache import cache_dir
-
-    st = path.stat()
-    h = hashlib.sha256(f"{path.name}:{st.st_size}".encode())
-    with path.open("rb") as fh:
-        h.update(fh.read(1 << 20))
-        fh.seek(max(0, st.st_size - (1 << 20)))
-        h.update(fh.read())
-    out = cache_dir("gguf") / f"{path.stem}.F16-{h.hexdigest()[:12]}.gguf"
+    out = cache_dir("gguf") / f"{path.stem}.F16-{fingerprint(path)[:12]}.gguf"
     with _F16_LOCK:
         if out.is_file():
             return out

@@ -8,7 +8,9 @@ summary, the sentences of the summary are rotated, 0-2 alert names from kube-pro
 symptoms, severity and start time vary. Every generated text is distinct, so nothing is served from a cache.
 Import time is measured from the JSONL file to the last upsert, with the model already loaded (its one-off load
 time, and the one-off build of the int8 ONNX file when it is not cached yet, are reported apart). Queries: free text made from a random incident's words (a 12-word window of its
-summary plus its service), a third of them with a service or severity filter, after 10 warm-up queries.
+summary plus its service), a third of them with a service or severity filter, after 10 warm-up queries. Quality
+check beside latency: how often the source incident is among the 5 hits, and how often the first hit varies the
+same postmortem.
 The server figure reuses the embedded store's vectors (copied record by record through the chromadb API), so
 it measures query latency over HTTP, not a second import.
 """
@@ -68,7 +70,11 @@ def generate(postmortems: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
     return out
 
 
-def make_queries(incidents: list[dict[str, Any]], n: int, seed: int = 1) -> list[tuple[str, dict[str, Any] | None]]:
+Query = tuple[str, "dict[str, Any] | None", str]
+
+
+def make_queries(incidents: list[dict[str, Any]], n: int, seed: int = 1) -> list[Query]:
+    """(text, filters, id of the incident the text was taken from)."""
     rng = random.Random(seed)
     queries = []
     for j in range(n):
@@ -81,24 +87,36 @@ def make_queries(incidents: list[dict[str, Any]], n: int, seed: int = 1) -> list
             filters = {"services": [inc["services"][0]]}
         elif j % 3 == 2:
             filters = {"min_severity": "high"}
-        queries.append((text, filters))
+        queries.append((text, filters, inc["id"]))
     return queries
 
 
-def _latency(store: Any, queries: list[tuple[str, dict[str, Any] | None]], k: int = 5) -> dict[str, float]:
-    for text, filters in queries[:10]:
+def _family(incident_id: str, n_base: int) -> int:
+    return int(incident_id.rsplit("-", 1)[1]) % n_base
+
+
+def _latency(store: Any, queries: list[Query], n_base: int, k: int = 5) -> dict[str, float]:
+    """Query latency, and a sanity check of retrieval quality: how often the incident a query's words came from
+    is among the ``k`` hits, and how often the first hit varies the same postmortem (its words are shared by about
+    n / n_base incidents, so the source itself is often not first)."""
+    for text, filters, _ in queries[:10]:
         store.similar_incidents(text, k=k, filters=filters)
     times = []
+    found = same_family = 0
     cpu0 = time.process_time()
-    for text, filters in queries[10:]:
+    for text, filters, source in queries[10:]:
         t = time.perf_counter()
-        store.similar_incidents(text, k=k, filters=filters)
+        hits = store.similar_incidents(text, k=k, filters=filters)
         times.append((time.perf_counter() - t) * 1000)
+        found += any(h.incident.id == source for h in hits)
+        same_family += bool(hits) and _family(hits[0].incident.id, n_base) == _family(source, n_base)
     cpu_ms = (time.process_time() - cpu0) / max(len(times), 1) * 1000
+    n = max(len(times), 1)
     times.sort()
     return {"query_cpu_ms_mean": round(cpu_ms, 2), "query_p50_ms": round(statistics.median(times), 2),
             "query_p95_ms": round(times[int(0.95 * (len(times) - 1))], 2),
-            "query_max_ms": round(times[-1], 2), "n_queries": len(times)}
+            "query_max_ms": round(times[-1], 2), "n_queries": len(times),
+            f"source_in_top{k}": round(found / n, 3), "top1_same_postmortem": round(same_family / n, 3)}
 
 
 def _load() -> str:
@@ -118,6 +136,7 @@ def run(data: Path, n: int = 10_000, n_queries: int = 300, server: bool = True,
     with tempfile.TemporaryDirectory(prefix="anomalist-bench-") as tmp:
         root = Path(tmp)
         incidents = generate(postmortems, n)
+        n_base = sum(1 for line in postmortems.read_text(encoding="utf-8").splitlines() if line.strip())
         src = root / "incidents.jsonl"
         src.write_text("".join(json.dumps(i) + "\n" for i in incidents), encoding="utf-8")
         t = time.perf_counter()
@@ -139,15 +158,15 @@ def run(data: Path, n: int = 10_000, n_queries: int = 300, server: bool = True,
         store.warm_up()
         result["embedded"]["keyword_index_build_s"] = round(time.perf_counter() - t, 2)
         queries = make_queries(incidents, n_queries)
-        result["embedded"].update(_latency(store, queries))
+        result["embedded"].update(_latency(store, queries, n_base))
         result["embedded"]["load"] = _load()
         if server:
-            result["server"] = _server_part(root, store, queries, embedder, INCIDENTS)
+            result["server"] = _server_part(root, store, queries, embedder, INCIDENTS, n_base)
         store.close()
     return result
 
 
-def _server_part(root: Path, store: Any, queries: list[Any], embedder: Any, name: str) -> dict[str, Any]:
+def _server_part(root: Path, store: Any, queries: list[Query], embedder: Any, name: str, n_base: int) -> dict[str, Any]:
     import httpx
 
     from tools.store import IncidentStore
@@ -179,7 +198,7 @@ def _server_part(root: Path, store: Any, queries: list[Any], embedder: Any, name
         t = time.perf_counter()
         srv.warm_up()
         out["keyword_index_build_s"] = round(time.perf_counter() - t, 2)
-        out.update(_latency(srv, queries))
+        out.update(_latency(srv, queries, n_base))
         out["load"] = _load()
         srv.close()
         return out

@@ -16,6 +16,7 @@ from tools.store import (
     render_template,
 )
 from tools.store.alerts import Alert, alert_query_text, url_name
+from tools.store.documents import embedding_text, incident_passage
 from tools.store.runbook_md import canonical_section, parse_runbook_markdown
 from tools.store.store import where_from_filters
 from tools.store.text import KeywordIndex, split_identifier, tokenize
@@ -45,6 +46,20 @@ def test_split_and_tokenize_identifiers() -> None:
     toks = tokenize("KubeAPI has disappeared")
     assert {"kube", "api", "kubeapi", "disappear"} <= set(toks)
     assert "has" not in toks
+
+
+def test_embedded_incident_text_drops_glue_and_repeats_only() -> None:
+    assert embedding_text("eu-central-1 node_cpu_seconds a/b x - y -v /var") == "eu central 1 node cpu seconds a b x - y -v /var"
+    inc = Incident(
+        id="i-1", title="[checkout/eu-west-1] Checkout latency rose above 2 s", services=["checkout", "pay-api", "db"],
+        summary="Checkout latency rose above 2 s. The db pool ran dry. Retries from pay-api made it worse.", root_cause="pool size 10",
+    )
+    text = incident_passage(inc)
+    # Named in the title or summary: not listed again; unnamed ("dbx" is not "db") services still are.
+    assert text == "[checkout eu west 1] Checkout latency rose above 2 s The db pool ran dry. Retries from pay api made it worse. " \
+        "Root cause: pool size 10"
+    inc2 = inc.model_copy(update={"services": ["checkout", "dbx"]})
+    assert "Services: dbx." in incident_passage(inc2)
 
 
 def test_bm25_ranks_rare_term_matches_first() -> None:

@@ -67,7 +67,7 @@ def runbook_passages(rb: Runbook) -> list[str]:
     passages = [f"{head} {bodies[0]}".strip()]
     passages += [f"{head} {b}"[:PASSAGE_CHARS] for b in bodies[1:] if len(b) > 20]
     passages[0] = passages[0][:PASSAGE_CHARS]
-    return passages
+    return [embedding_text(p) for p in passages]
 
 
 def runbook_keyword_tokens(rb: Runbook) -> list[str]:
@@ -82,6 +82,20 @@ def runbook_keyword_tokens(rb: Runbook) -> list[str]:
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# A hyphen, slash or underscore between two letters or digits: identifier glue (``us-east-1``, ``node_cpu``,
+# ``checkout/api``). The tokenizer makes each one a word piece of its own.
+_JOINER = re.compile(r"(?<=[^\W_])[-/_](?=[^\W_])")
+
+
+def embedding_text(text: str) -> str:
+    """``text`` as it is embedded, the same for passages and queries: identifier glue becomes a space.
+
+    The WordPiece tokenizer splits ``eu-central-1`` into ``eu - central - 1`` either way; without the glue it is
+    ``eu central 1``, the same words in fewer pieces. Ops text is full of such names (regions, pods, metrics,
+    hosts): on the shared postmortems varied as in ``eval/bench_store.py`` this is 6.5% fewer pieces, and the
+    embedding cost is linear in pieces (about 0.11 ms each per core with the int8 model).
+    """
+    return _JOINER.sub(" ", text)
 
 
 _SPACES = re.compile(r"\s+")
@@ -108,8 +122,12 @@ def incident_passage(inc: Incident) -> str:
     """The text embedded for ``inc``: title, services, symptoms, then summary (less the sentences the title
     repeats) and root cause, bounded."""
     parts = [inc.title]
-    if inc.services:
-        parts.append("Services: " + ", ".join(inc.services) + ".")
+    # Services the title or summary already names are not listed again (embedding a name twice costs time and
+    # weighs the vector toward it); they stay in the metadata filters and the keyword index.
+    said = _norm(f"{inc.title} {inc.summary}")
+    services = [s for s in inc.services if not re.search(rf"(?<!\w){re.escape(_norm(s))}(?!\w)", said)]
+    if services:
+        parts.append("Services: " + ", ".join(services) + ".")
     if inc.symptoms.alerts:
         parts.append("Alerts: " + ", ".join(split_identifier(a) for a in inc.symptoms.alerts) + ".")
     if inc.symptoms.metrics:
@@ -122,7 +140,7 @@ def incident_passage(inc: Incident) -> str:
         parts.append("Root cause: " + inc.root_cause)
     if inc.symptoms.templates:
         parts.append("Logs: " + " | ".join(inc.symptoms.templates[:5]))
-    return " ".join(parts)[:INCIDENT_EMBED_CHARS]
+    return embedding_text(" ".join(parts)[:INCIDENT_EMBED_CHARS])
 
 
 def incident_keyword_tokens(inc: Incident) -> list[str]:

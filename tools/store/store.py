@@ -26,6 +26,7 @@ import numpy as np
 from tools.store.alerts import Alert, alert_query_text, url_key, url_name
 from tools.store.backend import StoreUnavailable, guard, open_embedded, open_server, server_url
 from tools.store.documents import (
+    embedding_text,
     incident_keyword_tokens,
     incident_passage,
     runbook_keyword_tokens,
@@ -599,7 +600,7 @@ class IncidentStore:
         col = self._col(name)
         is_rb = name == RUNBOOKS
         where = where_from_filters(flt)
-        qv = self.embedder.encode([dense_text], threads=self.query_threads)[0]
+        qv = self.embedder.encode([embedding_text(dense_text)], threads=self.query_threads)[0]
         n_dense = max(4 * k, 20) * (4 if is_rb else 1)
         cache = self._keyword_index(name)
         index = cache.index

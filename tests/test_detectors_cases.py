@@ -145,3 +145,27 @@ def test_auto_explain_counts_excess_over_the_context() -> None:
     assert with_context.index[0] == "b"
     no_context = det.explain(test.iloc[300:], (300, 319))  # no rows before the span: the plain sum, drift dominates
     assert no_context.index[0] == "drift"
+
+
+def test_auto_knn_distance_is_robust_to_one_far_drifting_channel() -> None:
+    """One channel far from anything in training (a drift on a normal stretch) must not outrank moderate evidence on
+    several channels at once; the plain Euclidean distance (``robust=False``) ranks them the other way round."""
+    from detectors.auto import WindowKNN
+
+    rng = np.random.default_rng(5)
+    t = np.arange(3000)
+    cols = {f"c{i}": np.sin(t / (7 + 3 * i)) + 0.1 * rng.normal(size=len(t)) for i in range(6)}
+    train = pd.DataFrame(cols)
+    test = train.iloc[:1200].copy().reset_index(drop=True)
+    test.loc[200:399, "c0"] += 40.0  # one channel 50+ training SDs away, for 200 rows
+    test.loc[800:839, ["c1", "c2", "c3", "c4"]] += 2.5  # four channels a few SDs away, together
+    spans = {"drift": slice(260, 340), "anomaly": slice(805, 835)}
+    for robust, first in ((True, "anomaly"), (False, "drift")):
+        det = WindowKNN(window=20, robust=robust).fit(train)
+        s = det.score(test).to_numpy()
+        means = {k: float(np.mean(s[v])) for k, v in spans.items()}
+        assert max(means, key=lambda k: means[k]) == first, (robust, means)
+        assert means["anomaly"] > 2 * float(np.median(s[np.isfinite(s)]))  # both stand out from normal rows
+    # The channel scales are part of the saved state (same scores after save/load).
+    det = detectors.get_detector("auto").fit(train)
+    assert det.members_[0][1].channel_scale_ is not None

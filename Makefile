@@ -43,7 +43,7 @@ lint: setup
 	$(BIN)/ruff check agent tools detectors eval tests
 
 typecheck: setup
-	$(BIN)/mypy detectors tools agent
+	$(BIN)/mypy detectors tools agent eval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -75,7 +75,7 @@ def run_one(name: str, data: Path, machine: str, device: str, threads: int, rows
     if name.startswith("pyod_"):
         scores, fit_s, score_s = _pyod(name, series, device, threads)
     else:
-        params = {}
+        params: dict[str, Any] = {}
         accepted = detectors.detector_class(name)._param_names()
         if "device" in accepted:
             params["device"] = device

@@ -136,7 +136,7 @@ def run(logs: Path | None = None, metrics: Path | None = None, workers: int = 2,
         started = time.perf_counter()
         try:
             server.wait()
-            result = {"setup_s": round(time.perf_counter() - started, 2), "workers": workers, "llm": llm,
+            result: dict[str, Any] = {"setup_s": round(time.perf_counter() - started, 2), "workers": workers, "llm": llm,
                       "load_before": os.getloadavg()[0]}
             result.update(_phase_ack(server.base, upload, triages, acks))
             result.update(_phase_mixed(server.base, upload, mixed))

@@ -30,12 +30,12 @@ def compare(
     gpu_device = "cpu" if cpu_only else "cuda"
     gpu = bench(data, machine, names, gpu_device, threads, rows)
     cpu = bench(data, machine, names, "cpu", threads, rows)
-    rows = []
+    table: list[dict[str, Any]] = []
     for g, c in zip(gpu["results"], cpu["results"], strict=True):
         if "error" in g or "error" in c:
-            rows.append({"detector": g["detector"], "error": g.get("error") or c.get("error")})
+            table.append({"detector": g["detector"], "error": g.get("error") or c.get("error")})
             continue
-        rows.append({
+        table.append({
             "detector": g["detector"],
             "cpu_s": c["total_s"],
             "gpu_s": g["total_s"],
@@ -44,7 +44,7 @@ def compare(
             "auc_pr_gpu": g["auc_pr"],
             "gpu_peak_rss_mib": g["peak_rss_mib"],
         })
-    return {"machine": machine, "gpu_device": gpu_device, "load_before": cpu["load_before"], "results": rows}
+    return {"machine": machine, "gpu_device": gpu_device, "load_before": cpu["load_before"], "results": table}
 
 
 def main(argv: list[str] | None = None) -> None:

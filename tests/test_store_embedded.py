@@ -54,6 +54,19 @@ def test_reimport_is_idempotent(store_dir: Path, store: IncidentStore) -> None:
     assert (store.count(), store.count("runbooks")) == before == (len(SAMPLE_INCIDENTS), 12)
 
 
+def test_reimport_after_a_passage_recipe_change_reembeds(
+    store_dir: Path, store: IncidentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tools.store.store as store_module
+
+    monkeypatch.setattr(store_module, "PASSAGE_RECIPE", "passages-test-next")
+    again = import_incidents(store_dir / "incidents.jsonl", store)
+    assert (again.added, again.updated, again.unchanged) == (0, len(SAMPLE_INCIDENTS), 0)
+    assert import_incidents(store_dir / "incidents.jsonl", store).unchanged == len(SAMPLE_INCIDENTS)
+    monkeypatch.undo()  # the module's store goes back to the current recipe for the other tests
+    assert import_incidents(store_dir / "incidents.jsonl", store).updated == len(SAMPLE_INCIDENTS)
+
+
 def test_exact_alert_name_wins_over_better_text(store: IncidentStore) -> None:
     # The text describes a filesystem running out of space, the name says crash looping: the name wins.
     alert = {"labels": {"alertname": "KubePodCrashLooping"},

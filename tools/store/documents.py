@@ -14,6 +14,9 @@ import re
 from tools.store.records import Incident, Runbook
 from tools.store.text import split_identifier, tokenize
 
+# Bump when the text embedded for a record changes: stored records then count as changed and are re-embedded.
+PASSAGE_RECIPE = "passages-v2"
+
 # Characters of an incident embedded (about 128 word pieces, the length all-MiniLM-L6-v2 was trained on).
 INCIDENT_EMBED_CHARS = 600
 PASSAGE_CHARS = 900

@@ -26,6 +26,7 @@ import numpy as np
 from tools.store.alerts import Alert, alert_query_text, url_key, url_name
 from tools.store.backend import StoreUnavailable, guard, open_embedded, open_server, server_url
 from tools.store.documents import (
+    PASSAGE_RECIPE,
     embedding_text,
     incident_keyword_tokens,
     incident_passage,
@@ -66,7 +67,9 @@ class UpsertResult:
 
 
 def _hash(record_json: str) -> str:
-    return hashlib.sha256(record_json.encode("utf-8")).hexdigest()[:32]
+    """Content hash of a record as stored: its JSON and the recipe of its embedded text (``PASSAGE_RECIPE``), so a
+    re-import after the recipe changed re-embeds the records (counted as updated) instead of keeping old vectors."""
+    return hashlib.sha256(f"{PASSAGE_RECIPE}\n{record_json}".encode()).hexdigest()[:32]
 
 
 def _lower(values: Iterable[str]) -> list[str]:

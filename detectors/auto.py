@@ -77,10 +77,13 @@ class WindowKNN(_Scaled):
         held = flat[rest] if len(rest) else flat
         self.channel_scale_: np.ndarray | None = None
         if self.robust:
-            sample = np.unique(np.linspace(0, len(held) - 1, min(3000, len(held))).round().astype(np.int64))
-            mismatch, _ = self._channel_mismatch(held[sample])  # (n, k, C)
-            per_window = np.nanmean(np.where(np.isfinite(mismatch), mismatch, np.nan), axis=1)  # (n, C)
-            self.channel_scale_ = np.maximum(np.nanquantile(per_window, 0.9, axis=0), 1e-3).astype(np.float32)
+            sample = held[np.unique(np.linspace(0, len(held) - 1, min(3000, len(held))).round().astype(np.int64))]
+            per_window = []
+            for sl in batches(len(sample), 1024):
+                qb = np.asarray(sample[sl], dtype=np.float32)
+                per_window.append(self._mismatch(qb, *self._neighbours(qb, None, sl), None).mean(axis=1))  # (B, C)
+            typical = np.quantile(np.concatenate(per_window), 0.9, axis=0)
+            self.channel_scale_ = np.maximum(typical, 1e-3).astype(np.float32)
         return self._dist(held)[0]
 
     def _trim(self, pick: np.ndarray) -> np.ndarray:
@@ -111,7 +114,7 @@ class WindowKNN(_Scaled):
         """In-sample scores of the training array itself: each window ignores the references that overlap it in time
         (|i - j| < window), so a stretch of anomalous rows inside the training data cannot vouch for itself."""
         w = windows(self.scaler_.transform(a), self.window)
-        return spread_windows(self._dist(w.reshape(len(w), -1), exclude_from=np.arange(len(w)))[0], len(a), self.window)
+        return spread_windows(self._dist(w, exclude_from=np.arange(len(w)))[0], len(a), self.window)
 
     def _neighbours(
         self, qb: np.ndarray, exclude_from: np.ndarray | None, sl: slice
@@ -125,26 +128,16 @@ class WindowKNN(_Scaled):
         k = int(min(self.k, len(r)))
         return d2, np.argpartition(d2, k - 1, axis=1)[:, :k]
 
-    def _channel_mismatch(
-        self, q: np.ndarray, exclude_from: np.ndarray | None = None, scale: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(per channel, the mean squared gap between each query window and each of its k nearest references (found
-        by Euclidean distance), divided by ``scale``: (n, k, C), NaN where fewer than k references were allowed;
-        index of the nearest reference (n,))."""
-        n_ch = q.shape[1] // self.window
-        out = np.empty((len(q), int(min(self.k, len(self.refs_))), n_ch), dtype=np.float32)
-        nearest = np.empty(len(q), dtype=np.int64)
-        for sl in batches(len(q), 1024):
-            qb = np.asarray(q[sl], dtype=np.float32)
-            d2, idx = self._neighbours(qb, exclude_from, sl)
-            gap = qb[:, None, :] - self.refs_[idx]  # (B, k, w * C)
-            part = (gap.reshape(len(qb), idx.shape[1], self.window, n_ch) ** 2).mean(axis=2)  # (B, k, C)
-            if scale is not None:
-                part /= scale
-            part[~np.isfinite(np.take_along_axis(d2, idx, axis=1))] = np.nan
-            out[sl] = part
-            nearest[sl] = d2.argmin(axis=1)
-        return out, nearest
+    def _mismatch(self, qb: np.ndarray, d2: np.ndarray, idx: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+        """Per channel, the mean squared gap between each window of a query batch (B, w * C) and each of its k nearest
+        references ``idx``, divided by ``scale``: (B, k, C); NaN where fewer than k references were allowed."""
+        n_ch = qb.shape[1] // self.window
+        gap = qb[:, None, :] - self.refs_[idx]  # (B, k, w * C)
+        part = (gap.reshape(len(qb), idx.shape[1], self.window, n_ch) ** 2).mean(axis=2)  # (B, k, C)
+        if scale is not None:
+            part /= scale
+        part[~np.isfinite(np.take_along_axis(d2, idx, axis=1))] = np.nan
+        return part
 
     def _dist(self, q: np.ndarray, exclude_from: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(distance to the k nearest references, index of the nearest reference) per query row; with
@@ -160,30 +153,32 @@ class WindowKNN(_Scaled):
         distance to the k nearest. Decided once on the shared data (SMD 6 machines mean AUC-PR 0.391 -> 0.447,
         NAB 0.386 -> 0.379), for all data.
         """
-        if self.channel_scale_ is not None:
-            mismatch, nearest = self._channel_mismatch(q, exclude_from, self.channel_scale_)
-            per_ref = np.sqrt(np.log1p(mismatch).sum(axis=2, dtype=np.float64))  # (n, k)
-            ok = np.isfinite(per_ref)
-            n = ok.sum(axis=1)
-            dist = np.divide(np.where(ok, per_ref, 0.0).sum(axis=1), n, out=np.full(len(q), np.nan), where=n > 0)
-            return dist, nearest
         dist = np.empty(len(q), dtype=np.float64)
         nearest = np.empty(len(q), dtype=np.int64)
-        for sl in batches(len(q), 2048):
-            d2, idx = self._neighbours(np.asarray(q[sl], dtype=np.float32), exclude_from, sl)
-            part = np.take_along_axis(d2, idx, axis=1)
-            dist[sl] = np.sqrt(np.maximum(part, 0.0)).mean(axis=1)
+        for sl in batches(len(q), 1024):  # bounded memory: q may be a (N, w, C) view, copied one batch at a time
+            qb = np.asarray(q[sl], dtype=np.float32).reshape(sl.stop - sl.start, -1)
+            d2, idx = self._neighbours(qb, exclude_from, sl)
             nearest[sl] = d2.argmin(axis=1)
+            if self.channel_scale_ is not None:
+                mismatch = self._mismatch(qb, d2, idx, self.channel_scale_)
+                per_ref = np.sqrt(np.log1p(mismatch).sum(axis=2, dtype=np.float64))  # (B, k)
+                ok = np.isfinite(per_ref)
+                n = ok.sum(axis=1)
+                dist[sl] = np.divide(np.where(ok, per_ref, 0.0).sum(axis=1), n, out=np.full(len(qb), np.nan),
+                                     where=n > 0)
+            else:
+                part = np.take_along_axis(d2, idx, axis=1)
+                dist[sl] = np.sqrt(np.maximum(part, 0.0)).mean(axis=1)
         return dist, nearest
 
     def _score(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
         w = windows(self.scaler_.transform(a), self.window)
-        d, _ = self._dist(w.reshape(len(w), -1))
+        d, _ = self._dist(w)
         return spread_windows(d, len(a), self.window)
 
     def _channel_scores(self, a: np.ndarray, index: pd.Index) -> np.ndarray:
         w = windows(self.scaler_.transform(a), self.window)  # (N, W, C)
-        _, nearest = self._dist(w.reshape(len(w), -1))
+        _, nearest = self._dist(w)
         diff = (w - self.refs_[nearest].reshape(w.shape)) ** 2  # per-cell squared gap to the nearest reference
         return spread_windows(diff, len(a), self.window)
 

@@ -79,9 +79,10 @@ class WindowKNN(_Scaled):
         if self.robust:
             sample = held[np.unique(np.linspace(0, len(held) - 1, min(3000, len(held))).round().astype(np.int64))]
             per_window = []
+            rn = (self.refs_**2).sum(axis=1)
             for sl in batches(len(sample), 1024):
                 qb = np.asarray(sample[sl], dtype=np.float32)
-                per_window.append(self._mismatch(qb, *self._neighbours(qb, None, sl), None).mean(axis=1))  # (B, C)
+                per_window.append(self._mismatch(qb, *self._neighbours(qb, rn, None, sl), None).mean(axis=1))  # (B, C)
             typical = np.quantile(np.concatenate(per_window), 0.9, axis=0)
             self.channel_scale_ = np.maximum(typical, 1e-3).astype(np.float32)
         return self._dist(held)[0]
@@ -117,11 +118,11 @@ class WindowKNN(_Scaled):
         return spread_windows(self._dist(w, exclude_from=np.arange(len(w)))[0], len(a), self.window)
 
     def _neighbours(
-        self, qb: np.ndarray, exclude_from: np.ndarray | None, sl: slice
+        self, qb: np.ndarray, rn: np.ndarray, exclude_from: np.ndarray | None, sl: slice
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(squared Euclidean distances (B, R), indices of the k nearest references (B, k)) of one query batch."""
+        """(squared Euclidean distances (B, R), indices of the k nearest references (B, k)) of one query batch;
+        ``rn`` = the references' squared norms."""
         r = self.refs_
-        rn = (r**2).sum(axis=1)
         d2 = (qb**2).sum(axis=1)[:, None] + rn[None, :] - 2.0 * (qb @ r.T)  # (B, R)
         if exclude_from is not None:
             d2[np.abs(exclude_from[sl, None] - self.ref_pos_[None, :]) < self.window] = np.inf
@@ -155,9 +156,10 @@ class WindowKNN(_Scaled):
         """
         dist = np.empty(len(q), dtype=np.float64)
         nearest = np.empty(len(q), dtype=np.int64)
+        rn = (self.refs_**2).sum(axis=1)
         for sl in batches(len(q), 1024):  # bounded memory: q may be a (N, w, C) view, copied one batch at a time
             qb = np.asarray(q[sl], dtype=np.float32).reshape(sl.stop - sl.start, -1)
-            d2, idx = self._neighbours(qb, exclude_from, sl)
+            d2, idx = self._neighbours(qb, rn, exclude_from, sl)
             nearest[sl] = d2.argmin(axis=1)
             if self.channel_scale_ is not None:
                 mismatch = self._mismatch(qb, d2, idx, self.channel_scale_)

@@ -6,7 +6,8 @@ stable within a report:
 
 - ``F1`` a finding, ``F1.T2`` a log template of that finding, ``F1.L3`` a (redacted) sample line,
   ``F1.M1`` a metric channel, ``F1.D1`` a detector hit;
-- ``I1`` a similar past incident, ``R1`` the matched runbook (``R1.S2`` one of its steps), ``A1`` the alert.
+- ``I1`` a similar past incident, ``R1`` the matched runbook (``R1.S2`` one of its steps), ``A1`` the alert;
+- ``C1`` a root-cause candidate, ``C1.E2`` one piece of its evidence (a change against the baseline).
 
 The JSON schema (``TriageReport.model_json_schema()``) is the contract of the JSON renderer and the HTTP API.
 """
@@ -19,13 +20,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
-Stage = Literal["parse", "log_detectors", "metrics", "rank", "retrieve", "llm", "report"]
+Stage = Literal["baseline", "parse", "log_detectors", "metrics", "traces", "rank", "rca", "retrieve", "llm", "report"]
+FaultKind = Literal["code", "cpu", "memory", "disk", "network"]
 
-_EVIDENCE_ID = re.compile(r"^(F\d+(\.(T|L|M|D)\d+)?|I\d+|R\d+(\.S\d+)?|A\d+)$")
+_EVIDENCE_ID = re.compile(r"^(F\d+(\.(T|L|M|D)\d+)?|I\d+|R\d+(\.S\d+)?|A\d+|C\d+(\.E\d+)?)$")
 
 
 class _Model(BaseModel):
@@ -146,6 +148,79 @@ class Finding(_Model):
     runbook_id: str | None = Field(None, description="Id (R1) of the runbook that applies, if any")
 
 
+class RootCauseEvidence(_Model):
+    """One change of a candidate service against the baseline, located in time."""
+
+    id: str = Field(description="Evidence id, e.g. C1.E1")
+    modality: Literal["log", "metric", "trace"]
+    kind: str = Field(description="log_drop | log_rise | log_new | log_named | log_silent | metric_up | metric_down | "
+                                  "latency | errors | calls_drop")
+    time: datetime = Field(description="Start of the time bin in which it was seen")
+    pod: str | None = None
+    subject: str = Field(description="The log event (logger: template), metric channel, or span kind")
+    observed: float | None = None
+    expected: float | None = Field(None, description="What the baseline predicts for the same bin")
+    level: float = Field(ge=0.0, description="Strength on the common scale (1 = a clear change)")
+    text: str = Field(description="The change in words")
+
+
+class RootCause(_Model):
+    """A ranked root-cause candidate: which service (and pod), what kind of fault, since when, and why."""
+
+    id: str = Field(description="Evidence id, e.g. C1")
+    rank: int = Field(ge=1)
+    service: str
+    pod: str | None = Field(None, description="The pod most implicated, when known")
+    pods: list[str] = Field(default_factory=list)
+    kind: FaultKind = Field(description="code (log/trace-visible) or a resource: cpu, memory, disk, network")
+    onset: datetime = Field(description="First time bin in which the service changed")
+    score: float = Field(ge=0.0, description="Rank score (after propagation over the call graph)")
+    current: bool = Field(True, description="Part of the batch's latest episode (False: an earlier one that ended)")
+    episode_start: datetime
+    episode_end: datetime
+    explained_by: list[str] = Field(default_factory=list,
+                                    description="Services it calls that changed too (its score was reduced for them)")
+    evidence: list[RootCauseEvidence] = Field(default_factory=list)
+    related_findings: list[str] = Field(default_factory=list, description="Findings (F1, ...) overlapping it")
+    explanation: Explanation = Field(description="Composed from its evidence (always present)")
+    llm_explanation: Explanation | None = Field(None, description="The LLM's explanation (OpenAI-compatible servers)")
+
+
+class ServiceEdge(_Model):
+    """Calls from one service to another, from the traces of the batch."""
+
+    caller: str
+    callee: str
+    calls: int = Field(ge=0)
+    error_share: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    baseline_p90_ms: float | None = Field(None, description="The same edge's p90 in the baseline")
+
+
+class ServiceNode(_Model):
+    service: str
+    level: float = Field(0.0, ge=0.0, description="Peak change level in the batch's latest episode")
+    candidate_id: str | None = Field(None, description="Its root-cause candidate (C1, ...), if any")
+
+
+class ServiceGraph(_Model):
+    """The service call graph (from traces), with each service's change level and the suspect marked."""
+
+    nodes: list[ServiceNode] = Field(default_factory=list)
+    edges: list[ServiceEdge] = Field(default_factory=list)
+
+
+class RCASummary(_Model):
+    """How the root causes were found: what was compared with what."""
+
+    baseline: str = Field(description="What served as the baseline")
+    modalities: list[str] = Field(default_factory=list, description="Evidence kinds compared: log, metric, trace")
+    resolution: str = Field(description="Time bin of the evidence")
+    services: int = Field(0, description="Services observed")
+    notes: list[str] = Field(default_factory=list)
+
+
 class SimilarIncident(_Model):
     """A past incident from the store that resembles a finding."""
 
@@ -196,7 +271,7 @@ class AlertRef(_Model):
 class DegradedFlag(_Model):
     """Something that did not run (or ran partly); the report is still valid without it."""
 
-    component: Literal["llm", "store", "metrics", "logs", "detector", "parser", "alert"]
+    component: Literal["llm", "store", "metrics", "logs", "detector", "parser", "alert", "traces", "rca", "baseline"]
     name: str = Field(description="Which one, e.g. the detector name or 'llm'")
     reason: str
 
@@ -267,6 +342,9 @@ class TriageReport(_Model):
     summary: Explanation
     llm_summary: Explanation | None = Field(None, description="The LLM's summary, when it gave one in budget")
     alert: AlertRef | None = None
+    root_causes: list[RootCause] = Field(default_factory=list, description="Ranked root-cause candidates, best first")
+    service_graph: ServiceGraph | None = None
+    rca: RCASummary | None = None
     findings: list[Finding] = Field(default_factory=list)
     similar_incidents: list[SimilarIncident] = Field(default_factory=list)
     runbook: RunbookRef | None = None
@@ -313,6 +391,9 @@ class TriageReport(_Model):
             ids.update(s.id for s in self.runbook.steps)
         if self.alert is not None:
             ids.add(self.alert.id)
+        for c in self.root_causes:
+            ids.add(c.id)
+            ids.update(e.id for e in c.evidence)
         return ids
 
     def finding(self, finding_id: str) -> Finding:
@@ -339,6 +420,13 @@ def check_citations(report: TriageReport) -> set[str]:
             cited.append(f.runbook_id)
     for inc in report.similar_incidents:
         cited.extend(inc.for_findings)
+    for c in report.root_causes:
+        cited.extend(c.explanation.evidence_ids)
+        cited.extend(c.related_findings)
+        if c.llm_explanation is not None:
+            cited.extend(c.llm_explanation.evidence_ids)
+    if report.service_graph is not None:
+        cited.extend(n.candidate_id for n in report.service_graph.nodes if n.candidate_id)
     cited.extend(s.finding_id for s in report.timeline.spans)
     return {c for c in cited if c not in defined or not _EVIDENCE_ID.match(c)}
 

@@ -146,6 +146,19 @@ class TriageSettings(_Section):
     llm_summary: bool | None = Field(None, description="Ask the LLM for a report summary; None = on servers only")
 
 
+class RCASettings(_Section):
+    """Root-cause analysis: which service (and pod) broke, when, and how (see ``agent.rca``)."""
+
+    enabled: bool = True
+    resolution: str = Field("1min", description="Time bin of the per-service evidence (onsets are this precise)")
+    service_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Pod name regex -> service (groups allowed, first match wins); default: strip the Deployment/"
+        "StatefulSet suffixes (ts-contacts-service-866bd68c97-xcqfx -> ts-contacts-service)",
+    )
+    max_candidates: int = Field(5, ge=1, le=50, description="Root-cause candidates in the report")
+
+
 class ServerSettings(_Section):
     """HTTP service."""
 
@@ -181,6 +194,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
+    rca: RCASettings = Field(default_factory=RCASettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @property

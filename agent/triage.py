@@ -26,12 +26,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from agent import __version__
+from agent.baseline import Baseline
 from agent.report import (
     AlertRef,
     DegradedFlag,
     Explanation,
     Finding,
     InputSummary,
+    RootCause,
+    ServiceGraph,
     Severity,
     StageTiming,
     TriageReport,
@@ -51,6 +54,7 @@ from agent.triage_inputs import (
 )
 from agent.triage_rank import W_LLM, finding_severity, group_hits, score_group
 from tools.errors import InputError
+from tools.metrics_io import MetricSet
 from tools.redact import Redactor
 
 if TYPE_CHECKING:
@@ -66,20 +70,23 @@ ends (1.0). Stages, in order: see :data:`STAGES` ("rank" covers grouping, rankin
 STORE_OPEN_TIMEOUT_S = 120.0
 """The retrieve stage waits this long at most for the store to open (a server timeout is far shorter)."""
 
-STAGES = ("parse", "log_detectors", "metrics", "rank", "retrieve", "llm", "report")
+STAGES = ("baseline", "parse", "log_detectors", "metrics", "traces", "rank", "rca", "retrieve", "llm", "report")
 """Stage names of progress callbacks and of ``TriageReport.timings``."""
 
 
 def triage(
     logs: Sequence[str | Path] | None,
-    metrics: Path | pd.DataFrame | None = None,
+    metrics: Path | str | pd.DataFrame | MetricSet | None = None,
     alert: dict[str, Any] | None = None,
     *,
     settings: Settings,
+    traces: Sequence[str | Path] | str | Path | None = None,
+    baseline: Baseline | None = None,
     progress: ProgressCallback | None = None,
     store: IncidentStore | None = None,
     llm: LLMService | None = None,
     missing: dict[str, str] | None = None,
+    diagnostics: dict[str, Any] | None = None,
 ) -> TriageReport:
     """Triage a batch of logs and optional metrics (and an optional Alertmanager alert).
 
@@ -90,16 +97,23 @@ def triage(
     Args:
         logs: log files, directories, globs or ``"-"`` (stdin); None or empty when only metrics (or only an
             alert) are given.
-        metrics: a metrics CSV path or a DataFrame (DatetimeIndex x numeric channels).
+        metrics: a metrics CSV, a directory of per-entity (per-pod) CSVs, a long ``time, entity, metric, value``
+            CSV (see ``tools.metrics_io.read_metric_set``), a ``MetricSet``, or a DataFrame (DatetimeIndex x
+            numeric channels).
         alert: one Alertmanager alert (labels, annotations, startsAt, ...) or a whole v4 webhook payload (its
             first firing alert is used).
         settings: the typed settings (``settings.triage`` holds top_k, window, detectors and the LLM budget).
+        traces: optional span files or directories (``tools.traces.read_spans``): the service call graph and
+            per-service latency for root-cause analysis.
+        baseline: fault-free reference data (``agent.baseline.Baseline``); None = the batch's own start.
         progress: optional stage progress callback, see :data:`ProgressCallback`.
         store: an open ``tools.store.IncidentStore`` to share; None = open the configured one (or run without).
         llm: an ``agent.llm.LLMService`` to share; None = build one from ``settings.llm`` (or run without;
             ``settings.llm.backend == "none"`` runs without on purpose).
         missing: why the logs and/or the metrics are absent (keys ``"logs"``, ``"metrics"``), e.g. "no log
             sources are configured for service 'x'"; used in the degraded flags and the alert-only summary.
+        diagnostics: when given, filled with the root-cause stage's working data (``"rca"``: an
+            ``agent.triage_rca.RCAContext``) for evaluation; nothing in the report depends on it.
 
     Returns:
         The report; it is produced even when the LLM, the store, the metrics or a detector fail (marked degraded).
@@ -125,7 +139,8 @@ def triage(
     if logs:
         with run.stage("parse"):
             try:
-                logdata = load_logs(logs, settings, run.tick)
+                parser = baseline.parser() if baseline is not None else None
+                logdata = load_logs(logs, settings, run.tick, parser=parser)
             except InputError as exc:
                 log_error = exc
         if logdata is not None:
@@ -138,13 +153,15 @@ def triage(
             hits += h
             detectors_ran += ran
     mdf: pd.DataFrame | None = None
+    mset: MetricSet | None = None
     metric_error: Exception | None = None
     if metrics is not None:
         with run.stage("metrics"):
             try:
-                mdf, name, notes = load_metrics(metrics)
+                mset, name, notes = load_metrics(metrics)
+                mdf = mset.frame
                 inputs.metric_source, inputs.metric_rows = name, len(mdf)
-                inputs.metric_channels = [str(c) for c in mdf.columns]
+                inputs.metric_channels = [str(c) for c in mdf.columns][:MAX_LISTED_CHANNELS]
                 inputs.notes += notes
             except (InputError, ValueError, TypeError, OSError) as exc:
                 metric_error = exc
@@ -152,6 +169,10 @@ def triage(
                 h, ran = run_metric_detector(mdf, settings, run.degraded, run.tick)
                 hits += h
                 detectors_ran += ran
+    spans: pd.DataFrame | None = None
+    if traces:
+        with run.stage("traces"):
+            spans = _read_traces(traces, settings, inputs, run.degraded)
     if logdata is None and mdf is None:
         problems = [str(e) for e in (log_error, metric_error) if e is not None]
         raise InputError("nothing usable to triage: " + ("; ".join(problems) if problems else "no logs and no metrics given"))
@@ -175,17 +196,109 @@ def triage(
         findings = [build_finding(f"F{i}", i, c, logdata, mdf, redact) for i, c in enumerate(cands, 1)]
     top = findings[: settings.triage.top_k]
 
+    rca_ctx = None
+    causes: list[RootCause] = []
+    graph: ServiceGraph | None = None
+    if settings.rca.enabled:
+        with run.stage("rca"):
+            rca_ctx, causes, graph = _root_causes(run, logdata, mset, spans, baseline, findings, redact)
+
     with run.stage("retrieve"):
         memory = _retrieve(run, store_ready, top, alert_obj)
 
     judged = None
     with run.stage("llm"):
+        t_llm = time.perf_counter()
         judged = _judge(run, llm, top, findings, memory, alert_ref)
+        left = settings.triage.llm_budget_s - (time.perf_counter() - t_llm)
+        if causes and llm is not None and not llm.in_process and judged is not None:
+            _explain_cause(run, llm, causes[0], left)
 
     with run.stage("report"):
         report = _assemble(run, findings, memory, judged, alert_ref, inputs, logdata, mdf, detectors_ran)
+        report.root_causes = causes
+        report.service_graph = graph
+        report.rca = rca_ctx.summary if rca_ctx is not None else None
+        if causes:
+            report.summary = _with_cause(report.summary, causes[0])
+        report = TriageReport.model_validate(report.model_dump())  # re-check every citation
+        if diagnostics is not None:
+            diagnostics["rca"] = rca_ctx
     report.timings.append(StageTiming(stage="report", seconds=round(run.timings["report"], 4)))
     return report
+
+
+MAX_LISTED_CHANNELS = 200
+"""Channels named in the report's inputs (a cluster has thousands; the metric evidence names the ones that matter)."""
+
+
+def _read_traces(traces: Sequence[str | Path] | str | Path, settings: Settings, inputs: InputSummary,
+                 degraded: list[DegradedFlag]) -> pd.DataFrame | None:
+    from tools.traces import read_spans
+
+    try:
+        spans, rep = read_spans([traces] if isinstance(traces, (str, Path)) else list(traces),
+                                service_map=settings.rca.service_map or None)
+    except InputError as exc:
+        degraded.append(DegradedFlag(component="traces", name="traces", reason=str(exc)[:300]))
+        return None
+    inputs.notes += [f"traces: {line}" for line in rep.lines()]
+    return spans
+
+
+def _root_causes(run: _Run, logdata: LogData | None, mset: MetricSet | None, spans: pd.DataFrame | None,
+                 baseline: Baseline | None, findings: list[Finding], redact: Callable[[str], str]
+                 ) -> tuple[Any, list[RootCause], ServiceGraph | None]:
+    from agent import triage_rca
+
+    try:
+        ctx = triage_rca.build_inputs(run.settings, logdata, mset, spans, baseline)
+        triage_rca.run(ctx, run.settings)
+        causes, graph = triage_rca.to_report(ctx, logdata, findings, redact)
+    except Exception as exc:  # noqa: BLE001 - root-cause analysis is extra evidence; the report goes on
+        logger.warning("root-cause analysis failed: %s", exc, exc_info=True)
+        run.degraded.append(DegradedFlag(component="rca", name="rca", reason=f"{type(exc).__name__}: {exc}"[:300]))
+        return None, [], None
+    return ctx, causes, graph
+
+
+def _explain_cause(run: _Run, llm: LLMService, cause: RootCause, budget_s: float) -> None:
+    """The model's explanation of the top candidate (servers only; in-process models keep the composed one),
+    within what is left of the triage's LLM budget (a stalled server is abandoned at the deadline)."""
+    if budget_s <= 0.5 or any(d.component == "llm" for d in run.degraded):
+        return  # no time left, or the LLM already failed or ran out of budget in this triage
+    view = {"id": cause.id, "title": f"root-cause candidate {cause.service} ({cause.kind}) from {cause.onset:%H:%M}",
+            "templates": [{"id": e.id, "level": e.modality, "count": 1, "template": e.text} for e in cause.evidence]}
+    fut: Future[Any] = Future()
+
+    def body() -> None:
+        try:
+            fut.set_result(llm.explain([view], context=f"candidate root cause: {cause.service}, kind {cause.kind}"))
+        except BaseException as exc:  # noqa: BLE001 - delivered below
+            fut.set_exception(exc)
+
+    threading.Thread(target=body, name="triage-llm-root-cause", daemon=True).start()
+    try:
+        res = fut.result(timeout=budget_s)
+    except FutureTimeout:
+        run.degraded.append(DegradedFlag(component="llm", name="explain_root_cause",
+                                         reason=f"not done within the LLM budget ({budget_s:.1f}s left)"))
+        return
+    except Exception as exc:  # noqa: BLE001 - the composed explanation stays
+        run.degraded.append(DegradedFlag(component="llm", name="explain_root_cause", reason=str(exc)[:300]))
+        return
+    valid = {cause.id} | {e.id for e in cause.evidence}
+    cited = [i for i in res.evidence_ids if i in valid]
+    if res.text.strip() and cited:
+        cause.llm_explanation = Explanation(text=res.text[:2000], evidence_ids=cited, source="llm")
+
+
+def _with_cause(summary: Explanation, cause: RootCause) -> Explanation:
+    who = cause.service + (f" (pod {cause.pod})" if cause.pod else "")
+    text = (f"Most likely root cause: {who}, {cause.kind} fault from {cause.onset:%Y-%m-%d %H:%M} [{cause.id}]. "
+            + summary.text)
+    return Explanation(text=text, evidence_ids=list(dict.fromkeys([cause.id, *summary.evidence_ids])),
+                       source=summary.source)
 
 
 class _Run:

@@ -8,6 +8,7 @@ its own ``try``: one that fails on odd input becomes a degraded flag, not a fail
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,6 +22,7 @@ from agent.report import DegradedFlag
 from agent.settings import Settings
 from agent.triage_rank import LEVEL_WEIGHT, MAX_CHANNELS_PER_HIT, Hit, driving_templates, hits_from_scores
 from tools.errors import InputError
+from tools.metrics_io import MetricSet
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class LogData:
     sources: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
     sequences: Any = None
+    services: ServiceLogCounts | None = None  # per (time bin, service, event) counts for root-cause analysis
+    parser: Any = None  # the tools.parsing.LogParser that mined the templates (shared with a baseline)
 
     @property
     def start(self) -> pd.Timestamp | None:
@@ -86,12 +90,76 @@ def to_timedelta(freq: str) -> pd.Timedelta:
     return td
 
 
+@dataclass
+class ServiceLogCounts:
+    """Log event counts per (time bin, service, event) for root-cause analysis (memory: bins x events).
+
+    An *event* is a template of one logger: ``"<template id>|<component>"`` (or the template id alone when the
+    format names no component), so one log statement keeps one key even when Drain merged similar messages. The
+    service is the pod's (Kubernetes layouts), else the component's head (``checkout.db`` -> ``checkout``).
+    """
+
+    cells: pd.Series  # MultiIndex (bin, service, event) -> count
+    step: pd.Timedelta
+    levels: dict[str, str]  # event -> most frequent level
+    template_of: dict[str, str]  # event -> template id
+    pods: dict[str, list[str]]  # service -> pods seen
+    coverage: pd.Series | None = None  # bin -> share of it between its first and last line (1 = fully observed)
+
+    @property
+    def services(self) -> list[str]:
+        return sorted({str(s) for s in self.cells.index.get_level_values(1)}) if len(self.cells) else []
+
+
+_ERROR_WORDS = ("FATAL", "CRITICAL", "ERROR", "ALERT", "EMERG", "WARN", "WARNING", "SEVERE", "ERR", "CRIT")
+
+
+def _first_other(rx: re.Pattern[str], text: str, own: str) -> str | None:
+    """The first service named in ``text`` other than ``own``."""
+    for m in rx.finditer(text[:4000]):
+        if m.group(1) != own:
+            return m.group(1)
+    return None
+
+
+def event_keys(tid: pd.Series, component: pd.Series | None) -> pd.Series:
+    """Event key per row: ``"<tid>|<component>"``, or ``tid`` where there is no component."""
+    t = tid.astype(str)
+    if component is None:
+        return t
+    comp = component.astype(object)
+    has = comp.notna().to_numpy() & (comp.astype(str) != "").to_numpy()
+    out = t.copy()
+    out[has] = t[has] + "|" + comp[has].astype(str)
+    return out
+
+
+def row_services(ev: pd.DataFrame) -> pd.Series:
+    """Service per row: the pod's service column when present, else the component's head."""
+    from agent.triage_rank import service_of_component
+
+    if "service" in ev and ev["service"].notna().any():
+        svc = ev["service"].astype(object)
+        if "component" in ev:
+            svc = svc.where(svc.notna(), ev["component"].map(service_of_component))
+        return svc.fillna("(unknown)").astype(str)
+    if "component" in ev:
+        return ev["component"].map(service_of_component).fillna("(unknown)").astype(str)
+    return pd.Series("(unknown)", index=ev.index)
+
+
 def load_logs(
-    sources: Sequence[str | Path], settings: Settings, tick: Callable[[str, float, str], None]
+    sources: Sequence[str | Path], settings: Settings, tick: Callable[[str, float, str], None],
+    parser: Any = None, stage: str = "parse",
 ) -> LogData:
     """Read, parse (streamed in chunks) and window the logs; keep only what the triage needs: counts per
-    (window, template), per-template facts, and a few sample lines per (template, window). Memory is bounded by
-    templates x windows, not by the number of lines.
+    (window, template), per-template facts, a few sample lines per (template, window), and counts per
+    (fine time bin, service, event) for root-cause analysis. Memory is bounded by templates x windows, not by the
+    number of lines.
+
+    Args:
+        parser: a ``tools.parsing.LogParser`` to continue (the baseline's, so template ids match); None = new.
+        stage: the progress stage to report under.
 
     Raises:
         InputError: nothing readable, or no event carries a timestamp (time windows need one).
@@ -106,24 +174,41 @@ def load_logs(
 
     def on_bytes(n: int) -> None:
         done[0] += n
-        tick("parse", min(done[0] / total_bytes, 0.99), f"{done[0] / 1e6:,.1f} MB")
+        tick(stage, min(done[0] / total_bytes, 0.99), f"{done[0] / 1e6:,.1f} MB")
 
     stats = parsing.ReadStats()
     lg = settings.logs
-    acc = _Accumulator(window)
-    for chunk in parsing.iter_parsed(
+    acc = _Accumulator(window, to_timedelta(settings.rca.resolution), known_services=_pod_services(files, settings))
+    stream = parsing.ParseStream(
         files, lg.format, stats=stats, max_line_bytes=lg.max_line_bytes, progress=on_bytes, with_params=False,
         json_fields={"message": lg.json_message_field, "timestamp": lg.json_timestamp_field, "level": lg.json_level_field},
-    ):
+        parser=parser, service_map=settings.rca.service_map or None,
+    )
+    for chunk in stream:
         acc.add(chunk)
     stats_d = stats.model_dump()
-    tick("parse", 1.0, f"{stats.events:,} events")
+    tick(stage, 1.0, f"{stats.events:,} events")
     if acc.n_with_ts == 0:
         raise InputError("no log line carries a timestamp the format can read; time windows need one "
                          f"(format {stats.format!r}, {stats.events:,} events)")
     if acc.n_without_ts:
         stats_d["events_without_timestamp"] = acc.n_without_ts
-    return acc.finish(stats_d, files, settings.triage.max_windows)
+    out = acc.finish(stats_d, files, settings.triage.max_windows)
+    out.parser = stream.parser
+    return out
+
+
+def _pod_services(files: Sequence[str], settings: Settings) -> list[str]:
+    """The services of the pods whose log files these are (Kubernetes layouts), known before parsing."""
+    from tools.containers import ServiceMapper, pod_of_path
+
+    mapper = ServiceMapper(settings.rca.service_map or None)
+    out = {ref.service for f in files if (ref := pod_of_path(f, mapper)) is not None and ref.service}
+    return sorted(out)
+
+
+MENTION_SEP = "->"
+"""An error event that names another service gets its name appended: ``"<tid>|<component>-><service>"``."""
 
 
 def _size(path: str) -> int:
@@ -136,8 +221,20 @@ def _size(path: str) -> int:
 class _Accumulator:
     """Folds parsed chunks into window counts and bounded per-template facts."""
 
-    def __init__(self, window: pd.Timedelta):
+    def __init__(self, window: pd.Timedelta, rca_step: pd.Timedelta | None = None,
+                 known_services: Sequence[str] = ()):
         self.window = window
+        # Error lines that name another service of the cluster ("No instances available for ts-basic-service") are
+        # counted as their own events, so the root-cause analysis can tell whom they are about.
+        names = sorted({s for s in known_services if len(s) >= 3}, key=len, reverse=True)
+        self.mention_rx = (re.compile(r"(?<![\w-])(" + "|".join(re.escape(n) for n in names) + r")(?![\w-])")
+                           if names else None)
+        self.rca_step = rca_step or pd.Timedelta(minutes=1)
+        self.svc_cells: list[pd.Series] = []  # (bin, service, event) -> count, one Series per chunk
+        self.ev_levels: dict[tuple[str, str], int] = {}
+        self.ev_tid: dict[str, str] = {}
+        self.pods: dict[str, set[str]] = {}
+        self.bin_span: dict[pd.Timestamp, tuple[pd.Timestamp, pd.Timestamp]] = {}
         self.cells: list[pd.Series] = []  # (window start, template id) -> count, one Series per chunk
         self.templates: dict[str, str] = {}
         self.level_counts: dict[tuple[str, str], int] = {}
@@ -176,6 +273,7 @@ class _Accumulator:
                 vc = pd.DataFrame({"tid": tid.to_numpy(), "v": ev[col].astype(str).to_numpy()}).value_counts()
                 for (t, v), n in vc.items():
                     target[(t, v)] = target.get((t, v), 0) + int(n)
+        self._add_services(ev, ts, tid)
         # Bounded sample lines: the first SAMPLES_PER_CELL events of every (template, window, level) cell, so a
         # template that mixes INFO and ERROR lines keeps examples of both.
         lv = ev["level"].astype(str).str.upper().to_numpy() if "level" in ev else np.full(len(ev), "")
@@ -187,6 +285,60 @@ class _Accumulator:
         for t, w, s, ln, tsv, txt, lvl in zip(tid[sel], ws[sel], src, sub["line_no"], ts[sel], _line_text(sub), lv[sel],
                                              strict=False):
             self.samples.setdefault((t, pd.Timestamp(w)), []).append((s or None, _int(ln), pd.Timestamp(tsv), txt, lvl))
+
+    def _add_services(self, ev: pd.DataFrame, ts: pd.Series, tid: pd.Series) -> None:
+        svc = row_services(ev)
+        ek = event_keys(tid, ev["component"] if "component" in ev else None)
+        if self.mention_rx is not None and "level" in ev and "content" in ev:
+            lvl = ev["level"].fillna("").astype(str).str.upper()
+            err = lvl.isin(_ERROR_WORDS).to_numpy()
+            if err.any():
+                rx = self.mention_rx
+                found = [None if not e else _first_other(rx, str(c), str(sv)) for e, c, sv in
+                         zip(err, ev["content"].to_numpy(), svc.to_numpy(), strict=True)]
+                named = pd.Series(found, index=ek.index, dtype=object)
+                has = named.notna().to_numpy()
+                if has.any():
+                    ek = ek.copy()
+                    ek[has] = ek[has] + MENTION_SEP + named[has].astype(str)
+        bins = ts.dt.floor(self.rca_step)
+        self.svc_cells.append(pd.DataFrame({"bin": bins.to_numpy(), "service": svc.to_numpy(),
+                                            "event": ek.to_numpy()}).value_counts())
+        span = pd.DataFrame({"bin": bins.to_numpy(), "ts": ts.to_numpy()}).groupby("bin")["ts"].agg(["min", "max"])
+        for b, lo, hi in zip(span.index, span["min"], span["max"], strict=True):
+            cur = self.bin_span.get(b)
+            self.bin_span[b] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
+        lv = ev["level"].fillna("").astype(str).str.upper() if "level" in ev else pd.Series("", index=ev.index)
+        for (k, v), n in pd.DataFrame({"k": ek.to_numpy(), "v": lv.to_numpy()}).value_counts().items():
+            self.ev_levels[(k, v)] = self.ev_levels.get((k, v), 0) + int(n)
+        firsts = pd.Series(tid.to_numpy(), index=ek.to_numpy())
+        self.ev_tid.update(firsts[~firsts.index.duplicated()].astype(str).to_dict())
+        if "pod" in ev and ev["pod"].notna().any():
+            for s_, p_ in pd.DataFrame({"s": svc.to_numpy(), "p": ev["pod"].to_numpy()}).dropna().drop_duplicates().itertuples(index=False):
+                self.pods.setdefault(str(s_), set()).add(str(p_))
+
+    def _service_counts(self, max_windows: int | None) -> ServiceLogCounts | None:
+        if not self.svc_cells:
+            return None
+        cells = pd.concat(self.svc_cells).groupby(level=[0, 1, 2]).sum()
+        step = self.rca_step
+        lo, hi = cells.index.get_level_values(0).min(), cells.index.get_level_values(0).max()
+        wide = widen_window(step, hi - lo, max_windows)
+        if wide != step:
+            b = cells.index.get_level_values(0).floor(wide)
+            cells = cells.groupby([b, cells.index.get_level_values(1), cells.index.get_level_values(2)]).sum()
+            step = wide
+        cells.index.names = ["bin", "service", "event"]
+        spans: dict[pd.Timestamp, tuple[pd.Timestamp, pd.Timestamp]] = {}
+        for b, (lo_t, hi_t) in self.bin_span.items():
+            k = pd.Timestamp(b).floor(step)
+            cur = spans.get(k)
+            spans[k] = (lo_t, hi_t) if cur is None else (min(cur[0], lo_t), max(cur[1], hi_t))
+        coverage = pd.Series({b: min(1.0, (hi_t - lo_t + pd.Timedelta(seconds=1)) / step) for b, (lo_t, hi_t) in spans.items()},
+                             dtype="float64").sort_index()
+        return ServiceLogCounts(cells=cells.astype("int64"), step=step, levels=_top(self.ev_levels, 1),
+                                template_of=dict(self.ev_tid), pods={k: sorted(v) for k, v in self.pods.items()},
+                                coverage=coverage)
 
     def finish(self, stats: dict[str, Any], sources: list[str], max_windows: int | None = None) -> LogData:
         cells = pd.concat(self.cells).groupby(level=[0, 1]).sum()
@@ -224,6 +376,7 @@ class _Accumulator:
             samples=self.samples,
             sources=sources,
             stats=stats,
+            services=self._service_counts(max_windows),
         )
 
 
@@ -368,14 +521,20 @@ def _plausible(folds: list[Any], name: str, degraded: list[DegradedFlag]) -> lis
     return kept
 
 
-def load_metrics(metrics: Path | str | pd.DataFrame) -> tuple[pd.DataFrame, str, list[str]]:
-    """The metrics as a DataFrame (DatetimeIndex x numeric channels), its name, and reader notes."""
-    if isinstance(metrics, pd.DataFrame):
-        return _naive_utc(metrics), "<DataFrame>", []
-    from tools import metrics_io
+def load_metrics(metrics: Path | str | pd.DataFrame | MetricSet) -> tuple[MetricSet, str, list[str]]:
+    """The metrics as a :class:`~tools.metrics_io.MetricSet` (one file, a directory of per-entity files, a long
+    file, or a DataFrame), its name, and reader notes."""
+    from tools.metrics_io import MetricSet, read_metric_set
 
-    df, report = metrics_io.read_metrics(Path(metrics))
-    return _naive_utc(df), str(metrics), [f"metrics: {line}" for line in report.lines()[1:]]
+    if isinstance(metrics, MetricSet):
+        return metrics.model_copy(update={"frame": _naive_utc(metrics.frame)}), metrics.source, []
+    if isinstance(metrics, pd.DataFrame):
+        df = _naive_utc(metrics)
+        return (MetricSet(source="<DataFrame>", frame=df, entity_of={str(c): None for c in df.columns},
+                          metric_of={str(c): str(c) for c in df.columns}), "<DataFrame>", [])
+    ms = read_metric_set(Path(metrics))
+    ms = ms.model_copy(update={"frame": _naive_utc(ms.frame)})
+    return ms, str(metrics), [f"metrics: {line}" for line in ms.lines()]
 
 
 def _naive_utc(df: pd.DataFrame) -> pd.DataFrame:

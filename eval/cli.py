@@ -132,3 +132,24 @@ def retrieval(
     from eval import retrieval as suite
 
     _emit(suite.run(data), as_json, suite.render)
+
+
+@app.command("rca")
+def rca(
+    data: Path = typer.Option(..., "--data", help="A Nezha-style export: *fault_list.json, log/, metric/, trace/, normal/."),
+    cases: str = typer.Option(None, "--cases", help="Comma-separated case ids (YYYYmmdd-HHMMSS) or HH:MM times; default all."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N cases (quick checks)."),
+    lofo: bool = typer.Option(True, "--lofo/--no-lofo", help="Leave-one-fault-type-out choice of the ranking constants."),
+    backend: str = typer.Option("local", "--backend", help="LLM backend of the triage: local | openai | none"),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (backend openai)."),
+    model: str = typer.Option(None, "--model", help="Model name (backend openai)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Root-cause localisation per fault case: AC@1, AC@3, Avg@5, fault kind, onset error, seconds, two baselines."""
+    _check_dir(data)
+    if backend not in ("local", "openai", "none"):
+        raise typer.BadParameter("must be 'local', 'openai' or 'none'", param_hint="--backend")
+    from eval import rca as suite
+
+    _emit(suite.run(data, cases=_split(cases), limit=limit, lofo=lofo, llm_backend=backend, base_url=base_url,
+                    model=model), as_json, suite.render)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from tools.errors import InputError
 
-TimestampKind = Literal["strptime", "iso", "epoch", "none"]
+TimestampKind = Literal["strptime", "iso", "epoch", "auto", "none"]
 
 _LEVEL_WORDS = r"(?i:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|CRITICAL|CRIT|FATAL|ALERT|EMERG|SEVERE)"
 _SYSLOG_SEVERITY = ("EMERG", "ALERT", "CRIT", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG")
@@ -36,10 +36,12 @@ class LogFormat:
         signature: Stricter pattern used only for detection (defaults to ``regex``).
         level_field / component_field: Header fields that feed the ``level`` / ``component`` columns.
         ts_fields: Header fields joined with a space to form the timestamp text.
-        ts_kind / ts_format: How that text becomes a datetime (strptime format, ISO 8601, epoch seconds).
+        ts_kind / ts_format: How that text becomes a datetime (strptime format, ISO 8601, epoch seconds, or
+            ``auto``: whichever of the common forms each value has, see :func:`to_timestamps`).
         ts_needs_year: The format has no year; the reference year is prepended.
         drain_depth / drain_sim: Drain tree depth and similarity threshold for this kind of log.
         kind: ``"regex"`` for header formats, ``"jsonl"`` for JSON lines.
+        fallback: A generic format that detection picks only when no specific one fits the lines.
     """
 
     name: str
@@ -56,6 +58,7 @@ class LogFormat:
     drain_sim: float = 0.5
     kind: Literal["regex", "jsonl"] = "regex"
     json_fields: dict[str, str] = field(default_factory=dict)
+    fallback: bool = False
 
     @property
     def extra_fields(self) -> tuple[str, ...]:
@@ -151,6 +154,15 @@ def _loghub(
 
 _MON = r"[A-Z][a-z]{2}"
 _HMS = r"\d{2}:\d{2}:\d{2}"
+# The leading timestamps of the generic format, most specific first.
+_GENERIC_TS = (
+    r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?(?:Z|[+-]\d\d:?\d\d|UTC))?"  # ISO 8601 / RFC 3339
+    r"|\d{4}/\d\d/\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?"  # Go's log package, nginx error log
+    r"|\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d(?: [+-]\d{4})?"  # common log format
+    r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"  # syslog (no year)
+    r"|\d\d:\d\d:\d\d(?:[.,]\d{1,9})?"  # time of day only (Logback's default pattern)
+    r"|\d{13}|\d{10}(?:\.\d{1,9})?"  # epoch milliseconds / seconds
+)
 
 
 def _build_presets() -> dict[str, LogFormat]:
@@ -200,6 +212,42 @@ def _build_presets() -> dict[str, LogFormat]:
             ts_kind="iso",
             drain_depth=4,
             drain_sim=0.5,
+        ),
+        # Kubernetes components (klog/glog): "I0129 08:42:22.383150       1 controller.go:123] message".
+        LogFormat(
+            name="klog",
+            regex=re.compile(
+                r"^(?P<Level>[IWEF])(?P<Date>\d{4}) (?P<Time>\d\d:\d\d:\d\d\.\d+)\s+(?P<Pid>\d+) "
+                r"(?P<Component>[^\s:\]]+(?::\d+)?)\] ?(?P<Content>.*)$"
+            ),
+            fields=("Level", "Date", "Time", "Pid", "Component", "Content"),
+            level_field="Level",
+            component_field="Component",
+            ts_fields=("Date", "Time"),
+            ts_kind="strptime",
+            ts_format="%m%d %H:%M:%S.%f",
+            ts_needs_year=True,
+            drain_depth=4,
+            drain_sim=0.5,
+        ),
+        # Any line that starts with a recognisable timestamp, then optionally a [thread], a level and a logger:
+        # Logback's and log4j's defaults, Go's log package, dpkg, nginx's error log, epoch-stamped lines.
+        LogFormat(
+            name="timestamped",
+            regex=re.compile(
+                rf"^\[?(?P<Timestamp>{_GENERIC_TS})\]?\s+(?:\[(?!{_LEVEL_WORDS}\])(?P<Thread>[^\]]{{0,80}})\]\s+)?"
+                rf"(?:[\[<]?(?P<Level>{_LEVEL_WORDS})[\]>:]?\s+)?(?:\[(?P<Thread2>[^\]]{{0,80}})\]\s+)?"
+                r"(?:(?P<Component>[A-Za-z_$][\w$-]*(?:(?:\.|::|#|\$)[\w$<>-]+)+)(?:\[(?P<Pid>\d+)\])?"
+                r"(?:\s+-\s+|:\s+|\s+|$))?(?P<Content>.*)$"
+            ),
+            fields=("Timestamp", "Thread", "Level", "Thread2", "Component", "Pid", "Content"),
+            level_field="Level",
+            component_field="Component",
+            ts_fields=("Timestamp",),
+            ts_kind="auto",
+            drain_depth=4,
+            drain_sim=0.5,
+            fallback=True,
         ),
     ]
     # Loghub header formats (public facts of the benchmark) and the Drain settings published for them.
@@ -346,6 +394,9 @@ def get_format(spec: str, *, json_fields: dict[str, str] | None = None) -> LogFo
 def detect_format(lines: Sequence[str], *, json_fields: dict[str, str] | None = None) -> tuple[LogFormat, float]:
     """Pick the format whose signature matches the most of ``lines`` (ties: our generic presets first).
 
+    A fallback format (``timestamped``: any line with a leading timestamp) is chosen only when it matches clearly
+    more lines than every specific format (by :data:`FALLBACK_MARGIN`), so a preset keeps its fields.
+
     Returns:
         The format and the fraction of non-blank lines it matched.
 
@@ -358,17 +409,29 @@ def detect_format(lines: Sequence[str], *, json_fields: dict[str, str] | None = 
     candidates = [*PRESETS.values(), get_format("jsonl", json_fields=json_fields)]
     best: LogFormat | None = None
     best_score = 0.0
+    fallback: LogFormat | None = None
+    fallback_score = 0.0
     for fmt in candidates:
         hits = sum(1 for ln in sample if fmt.matches(ln))
         score = hits / len(sample)
-        if score > best_score:
+        if fmt.fallback:
+            if score > fallback_score:
+                fallback, fallback_score = fmt, score
+        elif score > best_score:
             best, best_score = fmt, score
+    if fallback is not None and fallback_score > best_score + FALLBACK_MARGIN:
+        best, best_score = fallback, fallback_score
     if best is None:
         raise InputError(
-            "cannot detect the log format: no preset matches the first lines; pass --format "
-            f"(one of {', '.join(preset_names())}) or a custom '<Date> <Time> <Level>: <Content>' format"
+            "cannot detect the log format: no preset matches the first lines and they start with no timestamp "
+            f"it knows; pass --format (one of {', '.join(preset_names())}) or a custom "
+            "'<Date> <Time> <Level>: <Content>' format"
         )
     return best, best_score
+
+
+FALLBACK_MARGIN = 0.2
+"""How much more of the sample the generic fallback must match than the best specific format to be chosen."""
 
 
 def _json_message(line: str, message_field: str) -> dict[str, object] | None:
@@ -435,7 +498,52 @@ def to_timestamps(fmt: LogFormat, parts: Sequence[pd.Series], *, year: int | Non
     return pd.Series(out, dtype="datetime64[ns]")
 
 
+_AUTO_FORMS: tuple[tuple[re.Pattern[str], str | None], ...] = (
+    (re.compile(r"^\d{4}-\d\d-\d\d[T ]"), "iso"),
+    (re.compile(r"^\d{4}/\d\d/\d\d[ T]\d\d:\d\d:\d\d$"), "%Y/%m/%d %H:%M:%S"),
+    (re.compile(r"^\d{4}/\d\d/\d\d[ T]\d\d:\d\d:\d\d[.,]\d+$"), "%Y/%m/%d %H:%M:%S.%f"),
+    (re.compile(r"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}$"), "%d/%b/%Y:%H:%M:%S %z"),
+    (re.compile(r"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d$"), "%d/%b/%Y:%H:%M:%S"),
+    (re.compile(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d$"), "syslog"),
+    (re.compile(r"^\d{13}$"), "ms"),
+    (re.compile(r"^\d{10}(\.\d+)?$"), "s"),
+    (re.compile(r"^\d\d:\d\d:\d\d"), None),  # a time of day without a date: no timestamp
+)
+
+
+def _convert_auto(text: pd.Series, year: int | None) -> pd.Series:
+    """Each value in whichever common form it has (see ``_AUTO_FORMS``); NaT for a time of day alone."""
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    vals = text.astype(str).str.strip()
+    todo = pd.Series(True, index=text.index)
+    for rx, form in _AUTO_FORMS:
+        sel = todo & vals.str.match(rx)
+        if not sel.any():
+            continue
+        todo &= ~sel
+        v = vals[sel]
+        if form is None:
+            continue
+        if form == "iso":
+            conv = _convert(LogFormat(name="iso", regex=re.compile(""), fields=(), ts_kind="iso"), v, year)
+        elif form == "ms" or form == "s":
+            num = pd.to_numeric(v, errors="coerce")
+            conv = pd.to_datetime(num, unit=form, errors="coerce")
+        elif form == "syslog":
+            y = year or datetime.now(timezone.utc).year
+            conv = pd.to_datetime(f"{y} " + v.str.replace(r"\s+", " ", regex=True), format="%Y %b %d %H:%M:%S",
+                                  errors="coerce")
+        else:
+            conv = pd.to_datetime(v.str.replace(",", ".", regex=False), format=form, errors="coerce", utc="%z" in form)
+            if isinstance(conv.dtype, pd.DatetimeTZDtype):
+                conv = conv.dt.tz_convert(None)
+        out[sel] = conv.astype("datetime64[ns]").to_numpy()
+    return out
+
+
 def _convert(fmt: LogFormat, text: pd.Series, year: int | None) -> pd.Series:
+    if fmt.ts_kind == "auto":
+        return _convert_auto(text, year)
     if fmt.ts_kind == "epoch":
         num = pd.to_numeric(text, errors="coerce")
         return pd.to_datetime(num, unit="s", errors="coerce").astype("datetime64[ns]")

@@ -59,6 +59,11 @@ class ReadStats(BaseModel):
     format: str | None = None
     format_detected: bool = False
     format_match_rate: float | None = Field(default=None, description="Share of sampled lines the detected format matched")
+    container_format: str | None = Field(default=None, description="Container runtime wrapper(s) removed: docker, cri")
+    container_records: int = Field(default=0, description="Lines that were container runtime records (unwrapped)")
+    container_invalid: int = Field(
+        default=0, description="Lines in wrapped files that are not valid records (kept as unparsed events)")
+    container_partials_joined: int = Field(default=0, description="Partial records joined to the line they continue")
 
 
 @dataclass
@@ -69,6 +74,12 @@ class Block:
     first_line_no: int  # 1-based line number of lines[0] within its source
     lines: list[str]
     truncated: set[int] = field(default_factory=set)  # indexes into lines
+    # Set when a container runtime's wrapper was removed (tools.containers): per line, its physical line number,
+    # the runtime's timestamp and stream; ``broken`` lines were not valid records and must stay unparsed events.
+    line_nos: list[int] | None = None
+    times: list[object] | None = None
+    streams: list[str | None] | None = None
+    broken: set[int] = field(default_factory=set)
 
 
 def expand_sources(sources: str | Path | Sequence[str | Path]) -> list[str]:

@@ -18,6 +18,7 @@ Documented handling of bad input (nothing is dropped silently; every count is in
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "@timestamp")
+TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "@timestamp", "time_unix", "timeunixnano", "epoch")
 
 
 class MetricsReport(BaseModel):
@@ -67,20 +68,55 @@ class MetricsReport(BaseModel):
         return out
 
 
-def _find_time_column(df: pd.DataFrame, time_column: str | None) -> str | None:
+_GO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ([+-]\d{4})(?: [A-Z]{2,5})?(?: m=[+-][\d.]+)?$")
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """Time values as naive UTC datetimes (NaT where unparseable).
+
+    Accepts ISO 8601 / RFC 3339 and other pandas-readable text, Go's ``time.Time.String()`` form
+    (``2023-01-29 08:41:09.858 +0000 UTC m=+0.93``), and epoch numbers (seconds, milli-, micro- or nanoseconds,
+    told apart by magnitude).
+    """
+    text = values.astype(str).str.strip()
+    num = pd.to_numeric(text, errors="coerce")
+    if len(text) and num.notna().mean() >= 0.9:
+        mag = float(num.abs().median()) if num.notna().any() else 0.0
+        unit = "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
+        if mag < 1e8:  # small numbers are counters or row numbers, not times after 1973
+            return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+        return pd.to_datetime(num, unit=unit, errors="coerce").astype("datetime64[ns]")
+    go = text.str.extract(_GO_TIME)
+    if len(text) and go[0].notna().mean() >= 0.9:
+        text = go[0] + go[1]
+    ts = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    return ts.dt.tz_convert(None).astype("datetime64[ns]")
+
+
+def _find_time_column(df: pd.DataFrame, time_column: str | None) -> tuple[str | None, pd.Series | None]:
+    """The time column (and its parsed values): ``time_column``, else the best-parsing column named like a time,
+    else the first column when at least 90 % of it parses."""
     if time_column is not None:
         if time_column not in df.columns:
             raise InputError(f"time column {time_column!r} not found; columns: {list(df.columns)}")
-        return time_column
+        return time_column, parse_times(df[time_column])
+    best: tuple[float, str, pd.Series] | None = None
     for col in df.columns:
         if str(col).strip().lower() in TIME_NAMES:
-            return str(col)
+            ts = parse_times(df[col])
+            share = float(ts.notna().mean()) if len(ts) else 0.0
+            if best is None or share > best[0]:
+                best = (share, str(col), ts)
+    if best is not None and best[0] > 0:
+        return best[1], best[2]
+    if best is not None:  # named like a time but nothing parses: report it as the time column (rows dropped)
+        return best[1], best[2]
     first = df.columns[0]
-    if not pd.api.types.is_numeric_dtype(df[first]):
-        parsed = pd.to_datetime(df[first], errors="coerce", format="mixed")
-        if len(df) and parsed.notna().mean() >= 0.9:
-            return str(first)
-    return None
+    if len(df):
+        ts = parse_times(df[first])
+        if ts.notna().mean() >= 0.9:
+            return str(first), ts
+    return None, None
 
 
 def read_metrics(
@@ -90,28 +126,41 @@ def read_metrics(
     p = Path(path)
     if not p.is_file():
         raise InputError(f"metrics file not found: {p}")
-    report = MetricsReport(path=str(p))
     try:
         raw = pd.read_csv(p, dtype=str, keep_default_na=False, compression="infer", skipinitialspace=True)
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"metrics file is empty: {p}") from exc
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise InputError(f"cannot read {p} as CSV: {exc}") from exc
+    return frame_from_table(raw, str(p), time_column=time_column, require_time=require_time)
+
+
+def frame_from_table(raw: pd.DataFrame, name: str, *, time_column: str | None = None, require_time: bool = False
+                     ) -> tuple[pd.DataFrame, MetricsReport]:
+    """:func:`read_metrics` on a table already read as text (all cells ``str``); ``name`` labels the report."""
+    p = name
+    report = MetricsReport(path=name)
+    raw = raw.copy()
     raw.columns = [str(c).strip() for c in raw.columns]
     report.rows_read = len(raw)
     if raw.empty or raw.shape[1] == 0:
         raise InputError(f"metrics file has no data rows: {p}")
 
-    tcol = _find_time_column(raw, time_column)
+    tcol, ts = _find_time_column(raw, time_column)
     if tcol is None and require_time:
         raise InputError(f"no time column found in {p} (looked for {', '.join(TIME_NAMES)} or a first datetime column)")
     report.time_column = tcol
-    if tcol is not None:
-        ts = pd.to_datetime(raw[tcol].str.strip(), errors="coerce", format="mixed")
+    if tcol is not None and ts is not None:
         bad = ts.isna().to_numpy()
+        if bad.all() and require_time:
+            raise InputError(f"the time column {tcol!r} of {p} holds no readable time")
         if bad.any():
             report.dropped_rows["unparseable timestamp"] = int(bad.sum())
-        raw = raw.loc[~bad].drop(columns=[tcol])
+        # Other time-like columns (e.g. epoch seconds beside the text time) are not channels.
+        others = [c for c in raw.columns if c != tcol and str(c).strip().lower() in TIME_NAMES]
+        for c in others:
+            report.dropped_columns[c] = f"another time column (the index is {tcol!r})"
+        raw = raw.loc[~bad].drop(columns=[tcol, *others])
         index: pd.Index = pd.DatetimeIndex(ts[~bad], name="timestamp")
     else:
         index = pd.RangeIndex(len(raw), name="row")
@@ -158,5 +207,219 @@ def read_metrics(
     report.channels = list(df.columns)
     report.rows_kept = len(df)
     for line in report.lines():
-        logger.info("read_metrics %s: %s", p.name, line)
+        logger.info("read_metrics %s: %s", Path(p).name, line)
     return df, report
+
+
+# ---- many entities: a directory of per-entity files, or one long / per-entity-row file ----------------------------
+ENTITY_NAMES = ("entity", "pod", "podname", "pod_name", "instance", "service", "servicename", "service_name",
+                "host", "hostname", "node", "container", "job")
+METRIC_NAMES = ("metric", "metric_name", "__name__", "name", "series")
+VALUE_NAMES = ("value", "val", "metric_value")
+_FILE_SUFFIX = re.compile(r"([_.-]metrics?)?(\.csv|\.tsv)?(\.gz)?$", re.IGNORECASE)
+CHANNEL_SEP = "/"
+"""Channels of a many-entity set are named ``<entity>/<metric>``."""
+
+
+class MetricSet(BaseModel):
+    """Metrics of many entities (pods, services, hosts) on one time axis, with what was read and skipped.
+
+    ``frame`` is the detectors' input: a DatetimeIndex (aligned to ``step``) x channels named
+    ``<entity>/<metric>`` (just ``<metric>`` for a single unnamed entity); ``entity_of`` / ``metric_of`` map each
+    channel back. ``skipped`` holds each file that was not used, with the reason.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    source: str
+    frame: pd.DataFrame
+    entity_of: dict[str, str | None] = Field(default_factory=dict)
+    metric_of: dict[str, str] = Field(default_factory=dict)
+    reports: list[MetricsReport] = Field(default_factory=list)
+    skipped: dict[str, str] = Field(default_factory=dict, description="file -> reason it was not used")
+    step: str | None = Field(None, description="Time step the entities were aligned to (e.g. '60s')")
+    layout: str = Field("wide", description="wide | per-entity files | long | per-entity rows")
+
+    @property
+    def entities(self) -> list[str]:
+        return sorted({e for e in self.entity_of.values() if e})
+
+    def channels_of(self, entity: str) -> list[str]:
+        return [c for c, e in self.entity_of.items() if e == entity]
+
+    def lines(self) -> list[str]:
+        n_ent = len(self.entities)
+        out = [f"{self.layout}: {n_ent or 1} entit{'ies' if n_ent != 1 else 'y'}, {self.frame.shape[1]} channels, "
+               f"{len(self.frame)} rows" + (f" (aligned to {self.step})" if self.step else "")]
+        for path, reason in self.skipped.items():
+            out.append(f"skipped {path}: {reason}")
+        for rep in self.reports:
+            for line in rep.lines()[1:]:
+                out.append(f"{Path(rep.path).name}: {line}")
+        return out
+
+
+def read_metric_set(path: str | Path, *, time_column: str | None = None) -> MetricSet:
+    """Read metrics of one or many entities from a file or a directory (see :class:`MetricSet`).
+
+    - A directory: every ``*.csv`` / ``*.csv.gz`` in it (not recursive) is one entity's metrics; the entity is the
+      value of its entity column (``pod``, ``PodName``, ``service``, ``instance``, ...) when that holds one value,
+      else the file name without ``_metric(s)`` and extensions. A file without a usable time column, or with no
+      numeric channel, is skipped with the reason.
+    - A long file (a time column, an entity column, a metric-name column and a value column): pivoted.
+    - A wide file with an entity column holding several values: one row per (time, entity), pivoted.
+    - Any other file: today's single wide CSV (channels are its columns).
+
+    Entities are aligned on one time axis: times are floored to the median sampling step of the inputs.
+
+    Raises:
+        InputError: the path does not exist, or nothing in it is usable.
+    """
+    p = Path(path)
+    if p.is_dir():
+        return _read_dir(p, time_column)
+    if not p.is_file():
+        raise InputError(f"metrics file or directory not found: {p}")
+    head = _head(p)
+    cols = {str(c).strip().lower(): str(c).strip() for c in head.columns}
+    ent = next((cols[n] for n in ENTITY_NAMES if n in cols), None)
+    met = next((cols[n] for n in METRIC_NAMES if n in cols), None)
+    val = next((cols[n] for n in VALUE_NAMES if n in cols), None)
+    if ent is not None and met is not None and val is not None:
+        return _read_long(p, ent, met, val, time_column)
+    if ent is not None and head[ent].nunique(dropna=True) > 1:
+        return _read_entity_rows(p, ent, time_column)
+    df, rep = read_metrics(p, time_column=time_column)
+    entity = _entity_value(p, ent)
+    return _assemble_set(str(p), {entity: df} if entity else {"": df}, [rep], {}, "wide")
+
+
+def _head(p: Path, n: int = 200) -> pd.DataFrame:
+    try:
+        return pd.read_csv(p, dtype=str, keep_default_na=False, compression="infer", nrows=n, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"metrics file is empty: {p}") from exc
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise InputError(f"cannot read {p} as CSV: {exc}") from exc
+
+
+def _entity_value(p: Path, ent_col: str | None) -> str | None:
+    """The single entity a file holds: its entity column's one value, else None."""
+    if ent_col is None:
+        return None
+    vals = _head(p, 50)[ent_col].str.strip()
+    vals = vals[vals != ""]
+    return str(vals.iloc[0]) if len(vals) and vals.nunique() == 1 else None
+
+
+def entity_from_filename(p: Path) -> str:
+    """``ts-contacts-service-866bd68c97-xcqfx_metric.csv.gz`` -> ``ts-contacts-service-866bd68c97-xcqfx``."""
+    return _FILE_SUFFIX.sub("", p.name) or p.name
+
+
+def _read_dir(d: Path, time_column: str | None) -> MetricSet:
+    files = sorted(f for f in d.iterdir() if f.is_file() and re.search(r"\.csv(\.gz)?$", f.name, re.IGNORECASE))
+    skipped = {str(f): "not a CSV file" for f in sorted(d.iterdir()) if f.is_file() and f not in files
+               and not f.name.startswith(".")}
+    frames: dict[str, pd.DataFrame] = {}
+    reports: list[MetricsReport] = []
+    for f in files:
+        try:
+            head = _head(f)
+            cols = {str(c).strip().lower(): str(c).strip() for c in head.columns}
+            ent_col = next((cols[n] for n in ENTITY_NAMES if n in cols), None)
+            df, rep = read_metrics(f, time_column=time_column, require_time=True)
+        except InputError as exc:
+            skipped[str(f)] = str(exc)
+            continue
+        entity = _entity_value(f, ent_col) or entity_from_filename(f)
+        if entity in frames:
+            skipped[str(f)] = f"entity {entity!r} already read from another file"
+            continue
+        frames[entity] = df
+        reports.append(rep)
+    if not frames:
+        why = "; ".join(f"{Path(k).name}: {v}" for k, v in list(skipped.items())[:3])
+        raise InputError(f"no usable metrics file in {d}" + (f" ({why})" if why else ""))
+    return _assemble_set(str(d), frames, reports, skipped, "per-entity files")
+
+
+def _read_long(p: Path, ent: str, met: str, val: str, time_column: str | None) -> MetricSet:
+    raw = pd.read_csv(p, dtype=str, keep_default_na=False, compression="infer", skipinitialspace=True)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    rep = MetricsReport(path=str(p), rows_read=len(raw))
+    tcol, ts = _find_time_column(raw.drop(columns=[ent, met, val]), time_column)
+    if tcol is None or ts is None or not ts.notna().any():
+        raise InputError(f"no usable time column in {p} (looked for {', '.join(TIME_NAMES)})")
+    rep.time_column = tcol
+    value = pd.to_numeric(raw[val].str.strip(), errors="coerce")
+    bad_t, bad_v = ts.isna(), value.isna() | ~np.isfinite(value.fillna(0.0))
+    if bad_t.any():
+        rep.dropped_rows["unparseable timestamp"] = int(bad_t.sum())
+    if (bad_v & ~bad_t).any():
+        rep.dropped_rows["value not a finite number"] = int((bad_v & ~bad_t).sum())
+    keep = ~(bad_t | bad_v)
+    long = pd.DataFrame({"t": ts[keep].to_numpy(), "e": raw.loc[keep, ent].str.strip().to_numpy(),
+                         "m": raw.loc[keep, met].str.strip().to_numpy(), "v": value[keep].to_numpy()})
+    if long.empty:
+        raise InputError(f"no usable row in {p}")
+    dup = long.duplicated(["t", "e", "m"]).sum()
+    if dup:
+        rep.merged_duplicate_rows = int(dup)
+    frames = {str(e): g.pivot_table(index="t", columns="m", values="v", aggfunc="mean").rename_axis(index="timestamp", columns=None)
+              for e, g in long.groupby("e", sort=True)}
+    rep.rows_kept = int(keep.sum())
+    return _assemble_set(str(p), frames, [rep], {}, "long")
+
+
+def _read_entity_rows(p: Path, ent: str, time_column: str | None) -> MetricSet:
+    raw = pd.read_csv(p, dtype=str, keep_default_na=False, compression="infer", skipinitialspace=True)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    frames: dict[str, pd.DataFrame] = {}
+    reports: list[MetricsReport] = []
+    skipped: dict[str, str] = {}
+    for e, g in raw.groupby(raw[ent].str.strip(), sort=True):
+        name = f"{p}#{e}"
+        try:
+            df, rep = frame_from_table(g.drop(columns=[ent]).reset_index(drop=True), name, time_column=time_column,
+                                       require_time=True)
+        except InputError as exc:
+            skipped[name] = str(exc)
+            continue
+        frames[str(e)] = df
+        reports.append(rep)
+    if not frames:
+        raise InputError(f"no usable rows in {p}")
+    return _assemble_set(str(p), frames, reports, skipped, "per-entity rows")
+
+
+def _assemble_set(source: str, frames: dict[str, pd.DataFrame], reports: list[MetricsReport],
+                  skipped: dict[str, str], layout: str) -> MetricSet:
+    timed = {e: f for e, f in frames.items() if isinstance(f.index, pd.DatetimeIndex)}
+    step: pd.Timedelta | None = None
+    if len(timed) > 1:
+        steps = [pd.Timedelta(int(np.median(np.diff(f.index.asi8))), unit="ns") for f in timed.values() if len(f) > 1]
+        if steps:
+            step = max(pd.Timedelta(seconds=1), pd.Timedelta(np.median([s.value for s in steps]), unit="ns").round("1s"))
+    parts: list[pd.DataFrame] = []
+    entity_of: dict[str, str | None] = {}
+    metric_of: dict[str, str] = {}
+    for e, f in frames.items():
+        g = f
+        if step is not None and isinstance(g.index, pd.DatetimeIndex):
+            g = g.groupby(g.index.floor(step)).mean()
+            g.index.name = "timestamp"
+        names = {c: (f"{e}{CHANNEL_SEP}{c}" if e else str(c)) for c in g.columns}
+        for c, n in names.items():
+            entity_of[n] = e or None
+            metric_of[n] = str(c)
+        parts.append(g.rename(columns=names))
+    if len(parts) == 1:
+        frame = parts[0]
+    else:
+        if not all(isinstance(x.index, pd.DatetimeIndex) for x in parts):
+            raise InputError(f"{source}: entities without a time column cannot be put on one time axis")
+        frame = pd.concat(parts, axis=1, sort=True)
+    frame = frame.astype("float64")
+    return MetricSet(source=source, frame=frame, entity_of=entity_of, metric_of=metric_of, reports=reports,
+                     skipped=skipped, step=None if step is None else f"{int(step.total_seconds())}s", layout=layout)

@@ -7,21 +7,24 @@ Public API:
 - :class:`tools.drain_parser.LogParser` (re-exported): the template miner with save/load.
 
 Event columns: ``source, line_no, timestamp, level, component, template_id, template, params, content, parsed,
-truncated, n_lines`` plus the format's other header fields in snake_case.
+truncated, n_lines`` plus the format's other header fields in snake_case. Container logs (Docker json-file or CRI
+lines, see :mod:`tools.containers`) are unwrapped first: the runtime's time is the event's timestamp, and
+``stream`` is added; files laid out as a Kubernetes node writes them add ``pod, namespace, container, service``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tools import logformats
+from tools import containers, logformats
+from tools.containers import PodRef, ServiceMapper
 from tools.drain_parser import LogParser
 from tools.errors import InputError
 from tools.logformats import LogFormat
@@ -58,6 +61,8 @@ class _Pending:
     shape: list[bytes] = field(default_factory=list)
     parsed: list[bool] = field(default_factory=list)
     truncated: list[bool] = field(default_factory=list)
+    wrap_ts: list[object] | None = None  # the container runtime's time per event (wrapped input only)
+    stream: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.first)
@@ -66,10 +71,14 @@ class _Pending:
         """Remove and return the first ``n`` events."""
         head = _Pending(self.source[:n], self.line_no[:n], self.header[:n], self.first[:n],
                         {k: v for k, v in self.extra.items() if k < n}, self.tid[:n], self.shape[:n],
-                        self.parsed[:n], self.truncated[:n])
+                        self.parsed[:n], self.truncated[:n],
+                        None if self.wrap_ts is None else self.wrap_ts[:n],
+                        None if self.stream is None else self.stream[:n])
         self.source, self.line_no, self.header = self.source[n:], self.line_no[n:], self.header[n:]
         self.first, self.tid, self.shape = self.first[n:], self.tid[n:], self.shape[n:]
         self.parsed, self.truncated = self.parsed[n:], self.truncated[n:]
+        if self.wrap_ts is not None and self.stream is not None:
+            self.wrap_ts, self.stream = self.wrap_ts[n:], self.stream[n:]
         self.extra = {k - n: v for k, v in self.extra.items() if k >= n}
         return head
 
@@ -85,6 +94,33 @@ def _blocks(sources: list[str], stats: ReadStats, max_line_bytes: int, progress:
             if progress is not None:
                 progress(sum(len(ln) + 1 for ln in block.lines))
             yield block
+
+
+def _unwrap_blocks(blocks: Iterator[Block], stats: ReadStats) -> Iterator[Block]:
+    """Remove container runtime wrappers (Docker json-file, CRI), detected per file on its first block."""
+    current: str | None = None
+    wrapper: containers.Wrapper | None = None
+    names: list[str] = []
+    for block in blocks:
+        if block.source != current:
+            current = block.source
+            wrapper = containers.detect_wrapper(block.lines[: _DETECT_LINES * 4])
+            if wrapper is not None and wrapper not in names:
+                names.append(wrapper)
+                stats.container_format = ",".join(names)
+        if wrapper is None:
+            yield block
+            continue
+        u = containers.unwrap(block.lines, wrapper)
+        n_blank = sum(1 for t, i in zip(u.texts, u.line_index, strict=True) if not t.strip() and not block.lines[i].strip())
+        stats.container_records += len(u.texts) - len(u.broken) - n_blank + u.joined
+        stats.container_invalid += len(u.broken)
+        stats.container_partials_joined += u.joined
+        pos = {i: k for k, i in enumerate(u.line_index)}
+        yield Block(source=block.source, first_line_no=block.first_line_no, lines=u.texts,
+                    truncated={pos[i] for i in block.truncated if i in pos},
+                    line_nos=[block.first_line_no + i for i in u.line_index], times=list(u.times),
+                    streams=u.streams, broken=u.broken)
 
 
 def _choose_format(
@@ -176,12 +212,20 @@ def _assemble(pairs: Iterator[tuple[LogFormat, Block]], parser: LogParser, stats
         trunc = block.truncated
         ln0 = block.first_line_no
         src = block.source
+        broken = block.broken
+        nos = block.line_nos
+        times = block.times
+        if times is not None and pend.wrap_ts is None:
+            pend.wrap_ts, pend.stream = [None] * len(first), [None] * len(first)
         for i, line in enumerate(block.lines):
             if not line or line.isspace():
                 stats.blank_lines += 1
                 continue
             header: tuple[str | None, ...] | None
-            if is_json:
+            if broken and i in broken:
+                # Not a valid record of the file's container wrapper: its own unparsed event, never a continuation.
+                header, content, parsed = None, line, False
+            elif is_json:
                 j = logformats.parse_json_line(line, fmt)  # type: ignore[arg-type]
                 if j is not None:
                     header, content, parsed = j, j[3], True
@@ -203,11 +247,14 @@ def _assemble(pairs: Iterator[tuple[LogFormat, Block]], parser: LogParser, stats
                 else:
                     header, content, parsed = None, line, False
             source.append(src)
-            line_no.append(ln0 + i)
+            line_no.append(ln0 + i if nos is None else nos[i])
             header_l.append(header)
             first.append(content)
             parsed_l.append(parsed)
             trunc_l.append(bool(trunc) and i in trunc)
+            if pend.wrap_ts is not None and pend.stream is not None:
+                pend.wrap_ts.append(times[i] if times is not None else None)
+                pend.stream.append(block.streams[i] if block.streams is not None else None)
             have_prev = parsed or have_prev
         # mine this block's new events in one call (same order as line by line)
         done = len(pend.tid)
@@ -239,7 +286,24 @@ def _level_column(raw: pd.Series, pri: bool) -> np.ndarray:
     return raw.map(table).to_numpy(dtype=object)
 
 
-def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, with_params: bool) -> pd.DataFrame:
+PodResolver = Callable[[str], "PodRef | None"]
+
+
+def pod_resolver(service_map: Mapping[str, str] | None = None) -> PodResolver:
+    """Source path -> its pod (see :func:`tools.containers.pod_of_path`), cached."""
+    mapper = ServiceMapper(service_map)
+    cache: dict[str, PodRef | None] = {}
+
+    def resolve(source: str) -> PodRef | None:
+        if source not in cache:
+            cache[source] = containers.pod_of_path(source, mapper)
+        return cache[source]
+
+    return resolve
+
+
+def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, with_params: bool,
+           pods: PodResolver | None = None) -> pd.DataFrame:
     n = len(pend)
     if fmt.kind == "jsonl":
         names = ["Timestamp", "Level", "Component", "Content"]
@@ -269,6 +333,11 @@ def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, 
         df["timestamp"] = logformats.to_timestamps(fmt, ts_parts, year=year).to_numpy()
     else:
         df["timestamp"] = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    if pend.wrap_ts is not None and n:
+        # The container runtime's clock (UTC, with a date) wins over the application's own, which often has no
+        # date or zone; a line that was not a valid record keeps what its own header says.
+        wrap = pd.Series(pd.to_datetime(pd.Series(pend.wrap_ts, dtype=object), errors="coerce"), dtype="datetime64[ns]")
+        df["timestamp"] = wrap.where(wrap.notna(), df["timestamp"]).to_numpy()
     if fmt.level_field and fmt.level_field in by_name:
         df["level"] = _level_column(by_name[fmt.level_field], fmt.level_field == "Pri")
     else:
@@ -294,7 +363,26 @@ def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, 
             col = _snake(name)
             if col not in df.columns:
                 df[col] = by_name[name]
+    if pend.stream is not None:
+        df["stream"] = _obj(pend.stream)
+    if pods is not None and n:
+        _pod_columns(df, pods)
     return df
+
+
+_POD_COLUMNS = ("pod", "namespace", "container", "service")
+
+
+def _pod_columns(df: pd.DataFrame, pods: PodResolver) -> None:
+    """Add ``pod, namespace, container, service`` from each event's source path, when any source is a pod's."""
+    cats = df["source"].astype("category")
+    refs = [pods(str(c)) for c in cats.cat.categories]
+    if not any(r is not None for r in refs):
+        return
+    codes = cats.cat.codes.to_numpy()
+    for col in _POD_COLUMNS:
+        table = np.array([getattr(r, col) if r is not None else None for r in refs] + [None], dtype=object)
+        df[col] = table[codes]
 
 
 def _check_usable(stats: ReadStats, sources: Sequence[str]) -> None:
@@ -326,6 +414,7 @@ class ParseStream:
         progress: ProgressFn | None = None,
         with_params: bool = True,
         year: int | None = None,
+        service_map: Mapping[str, str] | None = None,
     ) -> None:
         self.sources = sources
         self.fmt = fmt
@@ -337,6 +426,7 @@ class ParseStream:
         self.progress = progress
         self.with_params = with_params
         self.year = year
+        self.service_map = service_map
         self.format: str | None = None
         self.format_detected = False
 
@@ -345,7 +435,7 @@ class ParseStream:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         stats = self.stats
         files = expand_sources(self.sources)
-        blocks = _blocks(files, stats, self.max_line_bytes, self.progress)
+        blocks = _unwrap_blocks(_blocks(files, stats, self.max_line_bytes, self.progress), stats)
         chosen, buffered, rest = _choose_format(self.fmt, blocks, self.json_fields, stats)
         self.format, self.format_detected = chosen.name, stats.format_detected
         if self.parser is None:
@@ -357,13 +447,14 @@ class ParseStream:
             yield from rest
 
         pairs = _with_formats(chosen, stats.format_detected, _all(), self.json_fields, stats)
+        pods = pod_resolver(self.service_map)
         for used, pend in _assemble(pairs, parser, stats, self.chunk_size):
             stats.events += len(pend)
             stats.parsed += sum(pend.parsed)
             stats.unparsed += len(pend) - sum(pend.parsed)
             stats.templates = parser.n_templates
             self.format = stats.format
-            yield _frame(used, pend, parser, self.year, self.with_params)
+            yield _frame(used, pend, parser, self.year, self.with_params, pods)
         _check_usable(stats, files)
         stats.templates = parser.n_templates
 
@@ -380,6 +471,7 @@ def iter_parsed(
     progress: ProgressFn | None = None,
     with_params: bool = True,
     year: int | None = None,
+    service_map: Mapping[str, str] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Parse logs as a stream of DataFrame chunks (each at most ``chunk_size`` events, same columns).
 
@@ -394,13 +486,14 @@ def iter_parsed(
         progress: Called with the number of bytes of each block read.
         with_params: Extract each event's parameter values (costs one slicing per event).
         year: Year for timestamps of formats that have none (default: current year).
+        service_map: Pod name pattern -> service overrides (see :class:`tools.containers.ServiceMapper`).
 
     Raises:
         InputError: unknown format, a named path that does not exist, or no usable input at all.
     """
     yield from ParseStream(sources, fmt, chunk_size=chunk_size, parser=parser, stats=stats,
                            max_line_bytes=max_line_bytes, json_fields=json_fields, progress=progress,
-                           with_params=with_params, year=year)
+                           with_params=with_params, year=year, service_map=service_map)
 
 
 @dataclass
@@ -438,6 +531,7 @@ def parse_logs(
     json_fields: dict[str, str] | None = None,
     parser: LogParser | None = None,
     year: int | None = None,
+    service_map: Mapping[str, str] | None = None,
 ) -> ParsedLogs:
     """Parse all of ``sources`` into one events DataFrame with final templates.
 
@@ -449,7 +543,7 @@ def parse_logs(
         parser = LogParser.load(state_path)
     chunks: list[pd.DataFrame] = []
     files = expand_sources(sources)
-    blocks = _blocks(files, stats, max_line_bytes, progress)
+    blocks = _unwrap_blocks(_blocks(files, stats, max_line_bytes, progress), stats)
     chosen, buffered, rest = _choose_format(fmt, blocks, json_fields, stats)
     if parser is None:
         parser = LogParser.for_format(chosen.drain_depth, chosen.drain_sim)
@@ -459,11 +553,12 @@ def parse_logs(
         yield from rest
 
     pairs = _with_formats(chosen, stats.format_detected, _all(), json_fields, stats)
+    pods = pod_resolver(service_map)
     for used, pend in _assemble(pairs, parser, stats, 100_000):
         stats.events += len(pend)
         stats.parsed += sum(pend.parsed)
         stats.unparsed += len(pend) - sum(pend.parsed)
-        chunks.append(_frame(used, pend, parser, year, with_params=False))
+        chunks.append(_frame(used, pend, parser, year, with_params=False, pods=pods))
     _check_usable(stats, files)
     events = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     if "source" in events.columns:

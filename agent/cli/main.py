@@ -42,9 +42,9 @@ def _root(
 
 def _register() -> None:
     # Each area owns one module with a register(app) function.
-    from agent.cli import chat_cmd, detect_cmd, memory_cmd, parse_cmd, serve_cmd, triage_cmd
+    from agent.cli import baseline_cmd, chat_cmd, detect_cmd, memory_cmd, parse_cmd, serve_cmd, triage_cmd
 
-    for module in (parse_cmd, detect_cmd, memory_cmd, triage_cmd, chat_cmd, serve_cmd):
+    for module in (parse_cmd, detect_cmd, memory_cmd, triage_cmd, baseline_cmd, chat_cmd, serve_cmd):
         module.register(app)
 
     from eval.cli import app as eval_app  # the CLI is an edge: it may reach the eval suites

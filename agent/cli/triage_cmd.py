@@ -33,7 +33,11 @@ def register(app: typer.Typer) -> None:
 def triage_command(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(help="Log files, directories, globs, or '-' for stdin.")] = None,
-    metrics: Annotated[Path | None, typer.Option("--metrics", "-m", help="Metrics CSV (a time column + numeric channels).")] = None,
+    metrics: Annotated[Path | None, typer.Option("--metrics", "-m", help="Metrics: a CSV (a time column + numeric channels), a long CSV (time, entity, metric, value), or a directory of per-pod/per-entity CSVs.")] = None,
+    traces: Annotated[list[Path] | None, typer.Option("--traces", help="Span files or directories (CSV, JSON lines, Jaeger JSON): the service call graph for root-cause analysis; repeatable.")] = None,
+    baseline: Annotated[list[Path] | None, typer.Option("--baseline", "-b", help="Fault-free logs (files/dirs) to compare against, or a baseline profile .json from 'anomalist baseline build'; repeatable.")] = None,
+    baseline_metrics: Annotated[Path | None, typer.Option("--baseline-metrics", help="Fault-free metrics (same layouts as --metrics).")] = None,
+    baseline_traces: Annotated[list[Path] | None, typer.Option("--baseline-traces", help="Fault-free spans; repeatable.")] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="Report format (markdown | json | html; default: from --out, else markdown), or else the log format (a preset such as HDFS or app, or a custom header format), as in 'anomalist parse'.")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="Log format preset or custom header format; default: detect.")] = None,
     alert: Annotated[Path | None, typer.Option("--alert", help="Alertmanager webhook JSON (v4 payload) or a single alert.")] = None,
@@ -51,7 +55,7 @@ def triage_command(
     """
     from agent.render import FORMATS, format_for_path, render
 
-    if not paths and metrics is None and alert is None:
+    if not paths and metrics is None and alert is None and not traces:
         raise fail("give log PATHs, --metrics CSV and/or --alert JSON (an alert alone: its runbook and similar incidents)")
     if fmt is not None and fmt not in FORMATS:
         # Not a report format: the log format, as `anomalist parse --format` takes it (the two sets are disjoint).
@@ -80,11 +84,14 @@ def triage_command(
 
     show = not quiet
     try:
+        base = load_baseline(settings, baseline, baseline_metrics, baseline_traces)
+        kwargs: dict[str, Any] = {"settings": settings, "traces": [str(t) for t in traces] if traces else None,
+                                  "baseline": base}
         if show:
             with _Bars() as bars:
-                report = triage(paths or None, metrics, alert_obj, settings=settings, progress=bars.update)
+                report = triage(paths or None, metrics, alert_obj, progress=bars.update, **kwargs)
         else:
-            report = triage(paths or None, metrics, alert_obj, settings=settings)
+            report = triage(paths or None, metrics, alert_obj, **kwargs)
     except InputError as exc:
         raise fail(str(exc), EXIT_INPUT) from exc
 
@@ -106,6 +113,32 @@ def triage_command(
         err_console.print(f"severity {report.severity} reaches --fail-on {threshold}: exit {EXIT_SEVERITY}")
         raise typer.Exit(EXIT_SEVERITY)
     raise typer.Exit(EXIT_OK)
+
+
+def load_baseline(settings: Any, logs: list[Path] | None, metrics: Path | None, traces: list[Path] | None) -> Any:
+    """The baseline from the command line: a saved profile (one ``.json`` given to ``--baseline``, which may be
+    combined with nothing else), or fault-free logs / metrics / traces; None when nothing is given."""
+    from agent.baseline import Baseline
+
+    logs = list(logs or [])
+    profiles = [p for p in logs if p.is_file() and p.suffix.lower() == ".json" and _is_profile(p)]
+    if profiles:
+        if len(logs) > 1 or metrics is not None or traces:
+            raise fail("--baseline PROFILE.json is a whole baseline: give it alone (no other --baseline* option)")
+        return Baseline.load(profiles[0])
+    if not logs and metrics is None and not traces:
+        return None
+    return Baseline.build(settings, logs=[str(p) for p in logs] or None, metrics=metrics,
+                          traces=[str(t) for t in traces] if traces else None)
+
+
+def _is_profile(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head = fh.read(200)
+    except OSError:
+        return False
+    return '"anomalist-baseline-profile"' in head
 
 
 def _read_alert(path: Path) -> dict[str, Any]:

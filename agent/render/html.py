@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from agent.render.svg import PALETTE, line_chart
+from agent.render.svg import PALETTE, line_chart, service_graph
 from agent.report import Finding, TriageReport
 
 _CSS = """
@@ -70,6 +70,7 @@ def render_html(report: TriageReport) -> str:
             + f", since {_ts(a.starts_at)})" + (f": {escape(a.summary)}" if a.summary else "") + "</p>"
         )
 
+    h.extend(_root_causes(report))
     h.append("<h2>Findings</h2>")
     if not report.findings:
         h.append("<p>No findings: no logs or metrics were triaged (alert only).</p>" if report.is_alert_only
@@ -129,6 +130,41 @@ def render_html(report: TriageReport) -> str:
     h.extend(_footer(report))
     h.append("</body></html>")
     return "\n".join(h)
+
+
+def _root_causes(report: TriageReport) -> list[str]:
+    if not report.root_causes and report.rca is None:
+        return []
+    out = ['<h2 id="root-cause">Root cause</h2>']
+    if not report.root_causes:
+        out.append("<p>No root-cause candidate: no service changed clearly against the baseline.</p>")
+    else:
+        out.append('<table id="root-causes"><thead><tr><th>rank</th><th>id</th><th>service</th><th>pod</th><th>kind</th>'
+                   "<th>onset</th><th>score</th><th>evidence</th></tr></thead><tbody>")
+        for c in report.root_causes:
+            ev = ", ".join(sorted({e.modality for e in c.evidence}))
+            out.append(f'<tr id="{escape(c.id)}"><td>{c.rank}</td><td>{escape(c.id)}</td><td><b>{escape(c.service)}</b></td>'
+                       f"<td>{escape(c.pod or '-')}</td><td>{escape(c.kind)}</td>"
+                       f"<td>{_ts(c.onset)}{'' if c.current else ' (earlier)'}</td><td>{c.score:.2f}</td>"
+                       f"<td>{escape(ev)}</td></tr>")
+        out.append("</tbody></table>")
+        top = report.root_causes[0]
+        out.append(f"<p><b>[{escape(top.id)}] {escape(top.service)}:</b> {escape(top.explanation.text)}"
+                   f"{_cite(top.explanation.evidence_ids)}</p>")
+        if top.llm_explanation is not None:
+            out.append(f"<p><b>Model's explanation:</b> {escape(top.llm_explanation.text)}"
+                       f"{_cite(top.llm_explanation.evidence_ids)}</p>")
+        for c in report.root_causes[:3]:
+            if c.evidence:
+                items = "".join(f'<li id="{escape(e.id)}">[{escape(e.id)}] {escape(e.modality)} {e.time:%H:%M}: '
+                                f"{escape(e.text)} (level {e.level:.2f})</li>" for e in c.evidence)
+                out.append(f"<p>Evidence for [{escape(c.id)}] {escape(c.service)}:</p><ul>{items}</ul>")
+    if report.service_graph is not None and report.service_graph.nodes:
+        out.append(service_graph(report.service_graph))
+    if report.rca is not None:
+        out.append(f'<p class="cite">Compared with: {escape(report.rca.baseline)}; evidence: '
+                   f"{escape(', '.join(report.rca.modalities) or 'none')}; bins of {escape(report.rca.resolution)}.</p>")
+    return out
 
 
 def _plots(report: TriageReport) -> list[str]:

@@ -72,6 +72,7 @@ def render_markdown(report: TriageReport) -> str:
         )
         out.append("")
 
+    out.extend(_root_causes(report))
     out.append("## Findings")
     out.append("")
     if not report.findings:
@@ -141,6 +142,54 @@ def render_markdown(report: TriageReport) -> str:
                    + f" (total {report.total_seconds:.2f}s)")
     out.append("")
     return "\n".join(out)
+
+
+def _root_causes(report: TriageReport) -> list[str]:
+    """The ranked root-cause candidates (first in the report: what broke, when, how)."""
+    if not report.root_causes and report.rca is None:
+        return []
+    out = ["## Root cause", ""]
+    if not report.root_causes:
+        out.append("No root-cause candidate: no service changed clearly against the baseline."
+                   + (f" ({report.rca.baseline})" if report.rca else ""))
+        out.append("")
+        return out
+    out.append("| rank | id | service | pod | kind | onset | score | evidence |")
+    out.append("|------|----|---------|-----|------|-------|-------|----------|")
+    for c in report.root_causes:
+        ev = ", ".join(sorted({e.modality for e in c.evidence}))
+        out.append(f"| {c.rank} | {c.id} | {_cell(c.service, 40)} | {_cell(c.pod or '-', 40)} | {c.kind} | "
+                   f"{_ts(c.onset)}{'' if c.current else ' (earlier)'} | {c.score:.2f} | {ev} |")
+    out.append("")
+    top = report.root_causes[0]
+    out.append(f"**[{top.id}] {top.service}**: " + top.explanation.text + _cite(top.explanation.evidence_ids))
+    out.append("")
+    if top.llm_explanation is not None:
+        out.append("**Model's explanation:** " + _line(top.llm_explanation.text, 800) + _cite(top.llm_explanation.evidence_ids))
+        out.append("")
+    for c in report.root_causes[:3]:
+        if not c.evidence:
+            continue
+        out.append(f"Evidence for [{c.id}] {c.service}:")
+        out.append("")
+        for e in c.evidence:
+            out.append(f"- [{e.id}] {e.modality} {e.time:%H:%M}: {_line(e.text, 300)} (level {e.level:.2f})")
+        out.append("")
+    if report.service_graph is not None and report.service_graph.edges:
+        g = report.service_graph
+        suspects = {c.service for c in report.root_causes[:1]}
+        edges = [e for e in g.edges if e.callee in suspects or e.caller in suspects][:12]
+        if edges:
+            out.append("Calls around the suspect (traces): " + "; ".join(
+                f"{e.caller} → {e.callee} {e.calls} calls, p90 {e.p90_ms:.0f} ms"
+                + (f" (baseline {e.baseline_p90_ms:.0f} ms)" if e.baseline_p90_ms is not None else "")
+                for e in edges if e.p90_ms is not None))
+            out.append("")
+    if report.rca is not None:
+        out.append(f"_Compared with: {report.rca.baseline}; evidence: {', '.join(report.rca.modalities) or 'none'}; "
+                   f"bins of {report.rca.resolution}._")
+        out.append("")
+    return out
 
 
 def _finding(f: Finding) -> list[str]:

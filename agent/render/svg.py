@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from html import escape
 
-from agent.report import Series, Span
+from agent.report import Series, ServiceGraph, Span
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 SPAN_FILL = "#f4a3a3"
@@ -119,5 +119,82 @@ def line_chart(
             ly = top + 12 + 12 * i
             parts.append(f'<rect x="{lx}" y="{ly - 7}" width="8" height="8" fill="{color}"/>')
             parts.append(f'<text x="{lx + 11}" y="{ly}" class="lg">{escape(s.name[:90])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def service_graph(graph: ServiceGraph, *, max_nodes: int = 60, width: int = 900) -> str:
+    """The service call graph as SVG: callers left of callees (layers by call depth), root-cause candidates
+    coloured (the first in red, the others in orange, by their change level), edges labelled by p90 latency.
+
+    Graphs with more than ``max_nodes`` services keep the candidates and their neighbours.
+    """
+    edges = [(e.caller, e.callee, e) for e in graph.edges if e.caller != e.callee]
+    cand = {n.service: n for n in graph.nodes if n.candidate_id}
+    names = [n.service for n in graph.nodes]
+    if len(names) > max_nodes:
+        keep = set(cand)
+        for a, b, _ in edges:
+            if a in cand or b in cand:
+                keep.update((a, b))
+        names = [n for n in names if n in keep][:max_nodes]
+    nodes = set(names)
+    edges = [(a, b, e) for a, b, e in edges if a in nodes and b in nodes]
+    callers: dict[str, set[str]] = {n: set() for n in nodes}
+    for a, b, _ in edges:
+        callers[b].add(a)
+    depth: dict[str, int] = {}
+    frontier = sorted(n for n in nodes if not callers[n]) or sorted(nodes)[:1]
+    for n in frontier:
+        depth[n] = 0
+    for _ in range(len(nodes)):  # longest-path layering, bounded (cycles stop growing at len(nodes))
+        changed = False
+        for a, b, _ in edges:
+            if a in depth and depth.get(b, -1) < depth[a] + 1 and depth[a] + 1 < len(nodes):
+                depth[b] = depth[a] + 1
+                changed = True
+        if not changed:
+            break
+    for n in nodes:
+        depth.setdefault(n, 0)
+    layers: dict[int, list[str]] = {}
+    for n in sorted(nodes):
+        layers.setdefault(depth[n], []).append(n)
+    cols = max(layers) + 1 if layers else 1
+    rows = max((len(v) for v in layers.values()), default=1)
+    row_h, top = 26, 24
+    height = top + rows * row_h + 16
+    col_w = max(140, (width - 40) // max(cols, 1))
+    pos: dict[str, tuple[float, float]] = {}
+    for d, ns in layers.items():
+        off = (rows - len(ns)) * row_h / 2
+        for i, n in enumerate(ns):
+            pos[n] = (20 + d * col_w + 6, top + off + i * row_h + row_h / 2)
+    first = next((n.service for n in graph.nodes if n.candidate_id == "C1"), None)
+    parts = [f'<svg class="chart graph" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="service call graph">',
+             '<defs><marker id="arr" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="6" markerHeight="6" '
+             'orient="auto-start-reverse"><path d="M0,0 L8,4 L0,8 z" fill="#999"/></marker></defs>',
+             f'<text class="ct" x="20" y="14">service call graph (traces): {len(nodes)} services, {len(edges)} edges</text>']
+    box_w = col_w - 24
+    for a, b, e in edges:
+        (x1, y1), (x2, y2) = pos[a], pos[b]
+        hot = a == first or b == first
+        colour = "#d0302f" if hot else "#bbb"
+        parts.append(f'<line x1="{x1 + box_w:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
+                     f'stroke-width="{1.6 if hot else 0.8}" marker-end="url(#arr)">'
+                     f'<title>{escape(a)} → {escape(b)}: {e.calls} calls, p90 {e.p90_ms or 0:.1f} ms'
+                     + (f" (baseline {e.baseline_p90_ms:.1f} ms)" if e.baseline_p90_ms is not None else "")
+                     + "</title></line>")
+    for n in names:
+        x0, y0 = pos[n]
+        c = cand.get(n)
+        fill = "#d0302f" if n == first else "#e69b00" if c is not None else "#f3f3f3"
+        fg = "#fff" if c is not None else "#222"
+        label = n if len(n) <= 26 else n[:25] + "…"
+        tip = f"{n}" + (f": candidate {c.candidate_id}, level {c.level:.2f}" if c is not None else "")
+        parts.append(f'<g><title>{escape(tip)}</title><rect x="{x0:.1f}" y="{y0 - 9:.1f}" width="{box_w}" height="18" '
+                     f'rx="4" fill="{fill}" stroke="#999" stroke-width="0.6"/>'
+                     f'<text class="lg" x="{x0 + 4:.1f}" y="{y0 + 4:.1f}" fill="{fg}">{escape(label)}</text></g>')
     parts.append("</svg>")
     return "".join(parts)

@@ -299,6 +299,8 @@ class InputSummary(_Model):
     metric_channels: list[str] = Field(default_factory=list)
     metric_rows: int = 0
     notes: list[str] = Field(default_factory=list, description="Counted skips and other reader remarks")
+    redacted: dict[str, int] = Field(default_factory=dict,
+                                     description="Values redacted from the report's texts, per kind (CARD, EMAIL, ...)")
 
 
 class Versions(_Model):

@@ -192,7 +192,7 @@ def triage(
         cands = [_score(g, logdata, mdf) for g in groups]
         cands.sort(key=lambda c: -c.scores.total)
         cands = cands[: settings.triage.max_findings]
-        redact = _redactor(settings)
+        redact = run.redact
         findings = [build_finding(f"F{i}", i, c, logdata, mdf, redact) for i, c in enumerate(cands, 1)]
     top = findings[: settings.triage.top_k]
 
@@ -221,6 +221,7 @@ def triage(
         report.rca = rca_ctx.summary if rca_ctx is not None else None
         if causes:
             report.summary = _with_cause(report.summary, causes[0])
+        report.inputs.redacted = dict(sorted(run.redact.counts.items()))
         report = TriageReport.model_validate(report.model_dump())  # re-check every citation
         if diagnostics is not None:
             diagnostics["rca"] = rca_ctx
@@ -309,6 +310,7 @@ class _Run:
         self.progress = progress
         self.degraded: list[DegradedFlag] = []
         self.timings: dict[str, float] = {}
+        self.redact = CountingRedactor(settings)
         self.llm_error: Exception | None = None
 
     def tick(self, stage: str, fraction: float, message: str = "") -> None:
@@ -402,9 +404,20 @@ def _score(g: Any, logs: LogData | None, mdf: pd.DataFrame | None) -> Candidate:
     return Candidate(group=g, scores=sc, moved=moved)
 
 
-def _redactor(settings: Settings) -> Callable[[str], str]:
-    """The LLM layer's redactor as a plain function (report sample lines never carry secrets)."""
-    return Redactor.from_settings(settings.llm).redact_text
+class CountingRedactor:
+    """The LLM layer's redactor as a plain function (report texts never carry secrets) that counts, per kind,
+    the values it replaced (the report's ``inputs.redacted``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._r = Redactor.from_settings(settings.llm)
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, text: str) -> str:
+        out, mapping = self._r.redact(text)
+        for ph in mapping:
+            kind = ph[len("[REDACTED_"):].rsplit("_", 1)[0]
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+        return out
 
 
 def _start_store(run: _Run, store: IncidentStore | None) -> Future[IncidentStore]:
@@ -533,7 +546,7 @@ def _assemble(
         id=uuid.uuid4().hex[:16], created_at=datetime.now(timezone.utc).replace(tzinfo=None), severity=severity,
         summary=summary, llm_summary=judged.summary if judged is not None else None, alert=alert_ref, findings=findings, similar_incidents=memory.incidents, runbook=memory.runbook,
         degraded=run.degraded, timings=timings, versions=versions, inputs=inputs,
-        timeline=build_timeline(findings, logdata, mdf),
+        timeline=build_timeline(findings, logdata, mdf, run.redact),
     )
 
 

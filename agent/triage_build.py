@@ -225,7 +225,8 @@ def _num(v: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def build_timeline(findings: list[Finding], logs: LogData | None, metrics: pd.DataFrame | None) -> Timeline:
+def build_timeline(findings: list[Finding], logs: LogData | None, metrics: pd.DataFrame | None,
+                   redact: Callable[[str], str] = lambda t: t) -> Timeline:
     """Bounded plot data: the channels and templates the findings cite, and the findings' spans."""
     spans = [Span(finding_id=f.id, start=f.start, end=f.end) for f in findings]
     series: list[Series] = []
@@ -248,7 +249,7 @@ def build_timeline(findings: list[Finding], logs: LogData | None, metrics: pd.Da
                 tids.setdefault(t.template_id, None)
         for tid in list(tids)[:6]:
             if tid in logs.counts.columns:
-                counts.append(_series(_short(logs.templates.get(tid, tid), 80), logs.counts[tid].astype("float64")))
+                counts.append(_series(_short(redact(logs.templates.get(tid, tid)), 80), logs.counts[tid].astype("float64")))
     return Timeline(metrics=series, template_counts=counts, spans=spans)
 
 

@@ -202,7 +202,7 @@ GRID: dict[str, tuple[Any, ...]] = {
     "metric_scale": (5.0, 10.0, 20.0),
     "trace_scale": (10.0, 50.0),
     "recency": (("decay", 5.0), ("decay", 10.0), ("ongoing", 10.0)),
-    "mentions": ("emitter", "named"),
+    "mentions": ("emitter", "named", "ignore"),
     "propagation": (0.0, 0.5),
 }
 """The ranking constants the protocol chooses among (everything else in the analysis is a statistic);

@@ -254,3 +254,24 @@ def test_unreachable_server_is_unavailable_quickly() -> None:
         svc.judge_log(_finding())
     assert time.monotonic() - t0 < 5
     assert json.dumps(svc.health())  # health is JSON-able
+
+
+def test_the_top_root_cause_is_explained_by_the_server_model(llama_server: str, tmp_path: Path) -> None:
+    """On an OpenAI-compatible server the model writes the top candidate's explanation (the embedded in-process
+    model keeps the one composed from the evidence)."""
+    from agent.baseline import Baseline
+    from agent.settings import Settings
+    from agent.triage import triage
+
+    data = Path(__file__).parent / "data" / "k8s"
+    s = Settings(data_dir=tmp_path, llm={"backend": "openai", "base_url": llama_server, "timeout_s": 60.0,
+                                         "max_retries": 0, "max_output_tokens": 96},
+                 triage={"llm_budget_s": 240.0, "top_k": 1, "llm_explain_k": 0, "llm_summary": False})
+    base = Baseline.build(s, logs=[data / "normal" / "logs"])
+    r = triage([data / "case_contacts_return" / "logs"], None, settings=s, baseline=base)
+    top = r.root_causes[0]
+    assert top.service == "ts-contacts-service"
+    assert top.llm_explanation is not None, r.degraded
+    assert top.llm_explanation.source == "llm" and top.llm_explanation.text.strip()
+    assert set(top.llm_explanation.evidence_ids) <= {top.id, *(e.id for e in top.evidence)}
+    assert top.explanation.source == "template"  # the composed one stays beside it

@@ -6,15 +6,18 @@ to whoever runs it.
 
 Covered: private key blocks, JWTs, bearer/basic authorization values, AWS access key ids and secret keys, GCP API
 keys and service-account private keys, Slack/GitHub style tokens, generic ``key=value`` / ``"key": "value"``
-secrets (password, token, api_key, secret, ...), passwords in URLs, e-mail addresses; optionally IPv4/IPv6
-addresses and host names; plus configurable extra regular expressions.
+secrets (password, token, api_key, secret, ...), passwords in URLs, e-mail addresses, payment card numbers (13-19
+digits, spaces or dashes allowed, checked by issuer prefix, length and the Luhn checksum, so order ids and epoch
+times stay), the CVV/CVC written next to them, IBANs (ISO 13616 mod-97 checked), US social security numbers
+(``123-45-6789`` with the SSA's impossible ranges excluded); optionally IPv4/IPv6 addresses and host names; plus
+configurable extra regular expressions.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +28,62 @@ _KEY_WORDS = (
     r"|secret[_-]?access[_-]?key|auth[_-]?token|access[_-]?token|refresh[_-]?token|id[_-]?token|token|session[_-]?id"
     r"|private[_-]?key|credentials?|x-api-key|aws_secret_access_key|aws_session_token"
 )
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn (mod 10) checksum of a digit string (ISO/IEC 7812)."""
+    total, alt = 0, False
+    for ch in reversed(digits):
+        d = ord(ch) - 48
+        if alt:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+        alt = not alt
+    return total % 10 == 0
+
+
+# Issuer identification ranges and lengths of the card brands in use (ISO/IEC 7812 IINs): a random 16-digit id
+# passes the Luhn check one time in ten, but rarely starts like a card of the right length as well.
+_CARD_BRANDS: tuple[tuple[re.Pattern[str], frozenset[int]], ...] = tuple(
+    (re.compile(prefix), frozenset(lengths)) for prefix, lengths in (
+        (r"4", (13, 16, 19)),  # Visa
+        (r"5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)", (16,)),  # Mastercard
+        (r"3[47]", (15,)),  # American Express
+        (r"6(?:011|4[4-9]|5)", (16, 17, 18, 19)),  # Discover
+        (r"3(?:0[0-5]|095|[689])", (14, 15, 16, 17, 18, 19)),  # Diners Club
+        (r"35(?:2[89]|[3-8]\d)", (16, 17, 18, 19)),  # JCB
+        (r"62", (16, 17, 18, 19)),  # UnionPay
+        (r"5[06-9]|6\d", (12, 13, 14, 15, 16, 17, 18, 19)),  # Maestro
+    ))
+
+
+def card_ok(text: str) -> bool:
+    """A payment card number: digits (spaces or dashes between groups) with a known issuer prefix and length and
+    a valid Luhn checksum."""
+    digits = re.sub(r"[ -]", "", text)
+    if not 13 <= len(digits) <= 19 or not digits.isdigit():
+        return False
+    return luhn_ok(digits) and any(rx.match(digits) and len(digits) in ln for rx, ln in _CARD_BRANDS)
+
+
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21,
+    "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18,
+    "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23,
+    "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27,
+    "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29,
+    "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24, "TR": 26,
+    "UA": 29, "VG": 24, "XK": 20,
+}
+
+
+def iban_ok(text: str) -> bool:
+    """An IBAN (ISO 13616): the country's length and the mod-97 check digits."""
+    s = re.sub(r"\s", "", text).upper()
+    if _IBAN_LENGTHS.get(s[:2]) != len(s) or not s[2:4].isdigit():
+        return False
+    moved = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
 
 # (kind, pattern, group holding the secret (0 = whole match)). Order matters: the most specific come first.
 _BASE_PATTERNS: list[tuple[str, str, int]] = [
@@ -42,7 +101,14 @@ _BASE_PATTERNS: list[tuple[str, str, int]] = [
     ("AWS_SECRET", r"(?<![A-Za-z0-9/+=])(?=[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=]))(?=[^\s]*[0-9])(?=[^\s]*[a-z])"
                    r"(?=[^\s]*[A-Z])(?=[^\s]*[/+])[A-Za-z0-9/+=]{40}", 0),
     ("EMAIL", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", 0),
+    # Card numbers: 13-19 digits in one run or in groups of 2-6 separated by single spaces or dashes (validated).
+    ("CARD", r"(?<![\w.:/-])(?:\d{13,19}|\d{2,6}(?:[ -]\d{2,6}){2,5})(?![\w.:/]|-\d)", 0),
+    ("CVV", r"(?i)\b(?:cvv2?|cvc2?|cvn|csc|cid|card\s+(?:security|verification)\s+(?:code|value))\b\W{0,3}(\d{3,4})\b", 1),
+    ("IBAN", r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b", 0),
+    ("SSN", r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])", 0),
 ]
+# Matches of these kinds are secrets only when the check says so (else the text is left as it is).
+_VALIDATORS: dict[str, Callable[[str], bool]] = {"CARD": card_ok, "IBAN": iban_ok}
 _IP_PATTERNS: list[tuple[str, str, int]] = [
     ("IP", r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b", 0),
     # IPv6: the full 8-group form, or a compressed form with "::" (times like 12:30:45 never match).
@@ -137,9 +203,13 @@ class Redactor:
 
     @staticmethod
     def _sub(text: str, kind: str, rx: re.Pattern[str], grp: int, mapping: dict[str, str], reverse: dict[str, str]) -> str:
+        check = _VALIDATORS.get(kind)
+
         def repl(m: re.Match[str]) -> str:
             secret = m.group(grp) if grp else m.group(0)
             if not secret or _PLACEHOLDER.fullmatch(secret):
+                return m.group(0)
+            if check is not None and not check(secret):
                 return m.group(0)
             ph = reverse.get(secret)
             if ph is None:

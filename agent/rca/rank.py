@@ -37,16 +37,16 @@ class RCAParams:
     """The ranking's constants (the evidence's statistics have none of their own). Chosen by leave-one-fault-type-
     out evaluation (``anomalist eval rca``); see the README's root-cause section for the figures."""
 
-    log_scale: float = 3.0  # log surprise (decades of p beyond chance) that counts as a clear change
-    metric_scale: float = 20.0  # metric tail surprise that counts as a clear change (sustained, multi-channel pods)
+    log_scale: float = 2.0  # log surprise (decades of p beyond chance) that counts as a clear change
+    metric_scale: float = 10.0  # metric tail surprise that counts as a clear change (sustained, multi-channel pods)
     trace_scale: float = 50.0  # trace surprise that counts as a clear change (a one-minute trace baseline is noisy)
     agree: float = 0.5  # weight of the second strongest modality in a bin
     min_level: float = 0.5  # a service is active in a bin at this level (1 = a clear change)
     episode_gap: int = 3  # bins without activity that end an episode
     recency: Literal["ongoing", "decay", "none"] = "decay"
     half_life_min: float = 5.0  # with recency="decay": a change this many minutes older weighs half
-    propagation: float = 0.5  # share of a caller's score that an active callee can explain away
-    mentions: Literal["named", "emitter"] = "emitter"  # errors naming another service count for: the one logging
+    propagation: float = 0.0  # share of a caller's score that an active callee can explain away (0: off)
+    mentions: Literal["named", "emitter", "ignore"] = "emitter"  # errors naming another service count for whom
 
 
 @dataclass
@@ -167,19 +167,21 @@ MENTION_SEP = "->"
 
 
 def _attribute(signals: Sequence[Signal], params: RCAParams) -> list[Signal]:
-    """With ``mentions="named"``, an error that names another service of the cluster ("No instances available for
-    ts-basic-service", "connection refused: cart") is evidence about the named service, not about the one that
-    logged it: the signal moves there (as ``log_named``, citing who logged it)."""
-    if params.mentions != "named":
+    """Errors that name another service of the cluster ("No instances available for ts-basic-service"): with
+    ``mentions="named"`` they are evidence about the named service (the signal moves there as ``log_named``, citing
+    who logged it); with ``"ignore"`` about neither (the named service's own telemetry has to show it); with
+    ``"emitter"`` they stay with the service that logged them."""
+    if params.mentions == "emitter":
         return list(signals)
     out: list[Signal] = []
     for s in signals:
         if s.modality == "log" and s.kind in ("log_rise", "log_new") and MENTION_SEP in s.subject:
             named = s.subject.rsplit(MENTION_SEP, 1)[1]
             if named and named != s.service:
-                out.append(replace(s, service=named, kind="log_named", pod=None,
-                                   detail={**s.detail, "logged_by": s.service}))
-                continue
+                if params.mentions == "named":
+                    out.append(replace(s, service=named, kind="log_named", pod=None,
+                                       detail={**s.detail, "logged_by": s.service}))
+                continue  # "ignore": a caller's complaint about a callee is neither's own evidence
         out.append(s)
     return out
 

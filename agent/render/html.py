@@ -265,6 +265,9 @@ def _footer(report: TriageReport) -> list[str]:
         )
     if i.metric_source:
         out.append(f"<li>metrics: {escape(i.metric_source)}; {i.metric_rows:,} rows × {len(i.metric_channels)} channels</li>")
+    if i.redacted:
+        out.append("<li>redacted from this report: " + escape(", ".join(f"{n} {k.lower().replace('_', ' ')}"
+                                                                     for k, n in i.redacted.items())) + "</li>")
     for note in i.notes:
         out.append(f"<li>note: {escape(note)}</li>")
     out.append(f"<li>anomalist {escape(v.anomalist)}; LLM {escape(v.llm_backend or 'none')}"

@@ -267,6 +267,8 @@ def _inputs(report: TriageReport) -> list[str]:
         out.append(f"- time range: {_ts(i.time_start)} to {_ts(i.time_end)}; {i.windows} windows of {i.window}")
     if i.metric_source:
         out.append(f"- metrics: {i.metric_source}; {i.metric_rows:,} rows × {len(i.metric_channels)} channels")
+    if i.redacted:
+        out.append("- redacted from this report: " + ", ".join(f"{n} {k.lower().replace('_', ' ')}" for k, n in i.redacted.items()))
     for note in i.notes:
         out.append(f"- note: {note}")
     out.append("")

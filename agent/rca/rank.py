@@ -5,8 +5,9 @@
    in full and the second strongest adds ``agree`` of itself (independent views that agree are stronger).
 2. A service is *active* in a bin at level >= 1. Its active bins closer than ``episode_gap`` bins form its
    *episodes*; the latest one is its candidate. The incident at hand is the recent one, not an earlier one in the
-   same batch: with ``recency="decay"`` a candidate's score halves every ``half_life_min`` minutes between its
-   onset and the end of the batch; with ``recency="ongoing"`` candidates whose change lasts until (within
+   same batch: with ``recency="decay"`` a candidate's score halves every ``half_life_min`` minutes (or
+   ``half_life_share`` of the batch's span, if longer) between its onset and the end of the batch, and a service's
+   candidate is its best episode so weighted; with ``recency="ongoing"`` candidates whose change lasts until (within
    ``episode_gap`` bins of) the end of the data that shows it rank first.
 3. A candidate's *onset* is the first active bin of its episode; its score is its peak level there.
 4. *Propagation*: callers of a failing service fail too. A candidate that calls (per the trace call graph)
@@ -44,7 +45,8 @@ class RCAParams:
     min_level: float = 0.5  # a service is active in a bin at this level (1 = a clear change)
     episode_gap: int = 3  # bins without activity that end an episode
     recency: Literal["ongoing", "decay", "none"] = "decay"
-    half_life_min: float = 5.0  # with recency="decay": a change this many minutes older weighs half
+    half_life_min: float = 5.0  # with recency="decay": a change this many minutes older weighs half ...
+    half_life_share: float = 0.25  # ... or this share of the batch's span, if longer (a day's batch is not 20 min)
     propagation: float = 0.0  # share of a caller's score that an active callee can explain away (0: off)
     mentions: Literal["named", "emitter", "ignore"] = "emitter"  # errors naming another service count for whom
 
@@ -134,31 +136,25 @@ def rank(signals: Sequence[Signal], step: pd.Timedelta, params: RCAParams, *,
     for s in signals:
         by_service.setdefault(s.service, []).append(s)
     cands: list[Candidate] = []
+    end = max(ends.values()) if ends else pd.Timestamp(active["bin"].max())
+    start = pd.Timestamp(lv["bin"].min())
+    half_life = max(params.half_life_min, params.half_life_share * (end - start) / pd.Timedelta(minutes=1))
     for svc, g in active.groupby("service", sort=False):
         episodes = _episodes(list(g["bin"]), step, params.episode_gap)
-        ep = episodes[-1] if params.recency != "none" else (episodes[0][0], episodes[-1][1])
-        inside = g[(g["bin"] >= ep[0]) & (g["bin"] <= ep[1])]
-        peak_row = inside.loc[inside["level"].idxmax()]
-        onset = pd.Timestamp(inside["bin"].min())
-        sigs = [s for s in by_service.get(str(svc), []) if ep[0] <= s.bin <= ep[1]]
-        sigs.sort(key=lambda s: -s.score / _scale(s, params))
-        mods = {m: float(inside[m].max()) for m in ("log", "metric", "trace")}
-        # Ongoing: the change lasts until (about) the end of the data that shows it.
-        shown = [m for m in ("log", "metric", "trace") if mods[m] >= 0.5 and m in ends] or [
-            m for m in ("log", "metric", "trace") if m in ends]
-        horizon = max(ends[m] for m in shown) if shown else ep[1]
-        ongoing = params.recency != "ongoing" or ep[1] >= horizon - step * params.episode_gap
-        cands.append(Candidate(
-            service=str(svc), score=float(peak_row["level"]), raw_score=float(peak_row["level"]), onset=onset,
-            peak=pd.Timestamp(peak_row["bin"]), kind=_kind(sigs, mods, params), pods=_pods(sigs, (pods or {}).get(str(svc))),
-            signals=sigs, episode=ep, current=ongoing, modality_scores=mods,
-        ))
+        if params.recency == "none":
+            episodes = [(episodes[0][0], episodes[-1][1])]
+        best: Candidate | None = None
+        for ep in episodes:
+            c = _candidate(str(svc), g, ep, by_service, pods, ends, step, params)
+            if params.recency == "decay":
+                age = max((end - c.onset) / pd.Timedelta(minutes=1), 0.0)
+                c.score = c.raw_score * 0.5 ** (age / max(half_life, 1e-6))
+            # A service's candidate is its strongest episode once age is counted (without decay: the latest one).
+            if best is None or (c.score >= best.score if params.recency == "decay" else True):
+                best = c
+        if best is not None:
+            cands.append(best)
     _propagate(cands, callees or {}, params)
-    if params.recency == "decay" and cands:
-        end = max(ends.values()) if ends else max(c.episode[1] for c in cands)
-        for c in cands:
-            age = max((end - c.onset) / pd.Timedelta(minutes=1), 0.0)
-            c.score *= 0.5 ** (age / max(params.half_life_min, 1e-6))
     cands.sort(key=lambda c: (not c.current, -c.score, c.onset, c.service))
     return cands[:limit]
 
@@ -184,6 +180,27 @@ def _attribute(signals: Sequence[Signal], params: RCAParams) -> list[Signal]:
                 continue  # "ignore": a caller's complaint about a callee is neither's own evidence
         out.append(s)
     return out
+
+
+def _candidate(svc: str, g: pd.DataFrame, ep: tuple[pd.Timestamp, pd.Timestamp], by_service: dict[str, list[Signal]],
+               pods: dict[str, list[str]] | None, ends: dict[str, pd.Timestamp], step: pd.Timedelta,
+               params: RCAParams) -> Candidate:
+    inside = g[(g["bin"] >= ep[0]) & (g["bin"] <= ep[1])]
+    peak_row = inside.loc[inside["level"].idxmax()]
+    onset = pd.Timestamp(inside["bin"].min())
+    sigs = [s for s in by_service.get(svc, []) if ep[0] <= s.bin <= ep[1]]
+    sigs.sort(key=lambda s: -s.score / _scale(s, params))
+    mods = {m: float(inside[m].max()) for m in ("log", "metric", "trace")}
+    # Ongoing: the change lasts until (about) the end of the data that shows it.
+    shown = [m for m in ("log", "metric", "trace") if mods[m] >= 0.5 and m in ends] or [
+        m for m in ("log", "metric", "trace") if m in ends]
+    horizon = max(ends[m] for m in shown) if shown else ep[1]
+    ongoing = params.recency != "ongoing" or ep[1] >= horizon - step * params.episode_gap
+    return Candidate(
+        service=svc, score=float(peak_row["level"]), raw_score=float(peak_row["level"]), onset=onset,
+        peak=pd.Timestamp(peak_row["bin"]), kind=_kind(sigs, mods, params), pods=_pods(sigs, (pods or {}).get(svc)),
+        signals=sigs, episode=ep, current=ongoing, modality_scores=mods,
+    )
 
 
 def _scale(s: Signal, params: RCAParams) -> float:

@@ -211,7 +211,7 @@ def triage(
         t_llm = time.perf_counter()
         judged = _judge(run, llm, top, findings, memory, alert_ref)
         left = settings.triage.llm_budget_s - (time.perf_counter() - t_llm)
-        if causes and llm is not None and not llm.in_process and judged is not None:
+        if causes and llm is not None and not llm.in_process:
             _explain_cause(run, llm, causes[0], left)
 
     with run.stage("report"):
@@ -292,6 +292,9 @@ def _explain_cause(run: _Run, llm: LLMService, cause: RootCause, budget_s: float
     cited = [i for i in res.evidence_ids if i in valid]
     if res.text.strip() and cited:
         cause.llm_explanation = Explanation(text=res.text[:2000], evidence_ids=cited, source="llm")
+    else:
+        run.degraded.append(DegradedFlag(component="llm", name="explain_root_cause", reason=(
+            "the model's explanation of the top root cause was empty or cited no evidence id; left out")))
 
 
 def _with_cause(summary: Explanation, cause: RootCause) -> Explanation:

@@ -265,7 +265,7 @@ def test_the_top_root_cause_is_explained_by_the_server_model(llama_server: str, 
 
     data = Path(__file__).parent / "data" / "k8s"
     s = Settings(data_dir=tmp_path, llm={"backend": "openai", "base_url": llama_server, "timeout_s": 60.0,
-                                         "max_retries": 0, "max_output_tokens": 96},
+                                         "max_retries": 0, "max_output_tokens": 160},
                  triage={"llm_budget_s": 240.0, "top_k": 1, "llm_explain_k": 0, "llm_summary": False})
     base = Baseline.build(s, logs=[data / "normal" / "logs"])
     r = triage([data / "case_contacts_return" / "logs"], None, settings=s, baseline=base)

@@ -168,3 +168,27 @@ def test_no_planted_secret_survives_anywhere(tmp_path: Path) -> None:
             proc.kill()
             out, _ = proc.communicate()
     assert _leaks(out or "") == []
+
+
+def test_no_planted_secret_reaches_a_prompt() -> None:
+    """Whatever the triage hands the LLM layer, the prompt variables of judgment and explanation are redacted
+    (the same text the model would read; secrets given raw, as if a caller had not redacted them)."""
+    from agent.llm.inputs import PromptBuilder, as_log_input
+    from tools.redact import InjectionFilter
+
+    lines = [c["line"] for c in CORPUS]
+    finding = {"id": "F1", "title": "payment errors", "severity": "critical",
+               "templates": [{"id": f"F1.T{i}", "template": line, "level": "ERROR", "count": 3,
+                              "samples": [{"id": f"F1.L{i}", "text": line}]} for i, line in enumerate(lines, 1)]}
+    pb = PromptBuilder(Redactor(), InjectionFilter(), n_ctx=32768, max_output_tokens=64)
+    from types import SimpleNamespace as NS
+
+    duck = NS(id="F1", services=["checkout"], templates=[
+        NS(id=t["id"], template=t["template"], level="ERROR", components=["checkout.pay"], count=3,
+           baseline_per_window=0.0, first_seen=None, last_seen=None, samples=[NS(**x) for x in t["samples"]])
+        for t in finding["templates"]])
+    judge_vars, _ = pb.log_vars(as_log_input(duck))
+    blocks, _ids, _flags = pb.finding_blocks([finding], "explain")
+    text = json.dumps(judge_vars) + "\n" + "\n".join(blocks)
+    assert "payment errors" in text and sum(1 for c in KEEP if c["line"] in text) >= 5  # the text did get through
+    assert _leaks(text) == []

@@ -200,9 +200,9 @@ def metric_z_ranking(inp: Any) -> list[str]:
 GRID: dict[str, tuple[Any, ...]] = {
     "log_scale": (2.0, 3.0, 4.0),
     "metric_scale": (5.0, 10.0, 20.0),
-    "trace_scale": (10.0, 50.0),
     "recency": (("decay", 5.0), ("decay", 10.0), ("ongoing", 10.0)),
     "mentions": ("emitter", "named", "ignore"),
+    "common_mode": (False, True),
     "propagation": (0.0, 0.5),
 }
 """The ranking constants the protocol chooses among (everything else in the analysis is a statistic);

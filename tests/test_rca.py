@@ -97,6 +97,7 @@ def test_channels_repeated_across_pods_are_set_aside() -> None:
 
 # ---- ranking ------------------------------------------------------------------------------------------------------
 def _sig(service: str, minute: int, score: float, modality: str = "log", kind: str = "log_new", **kw: object) -> Signal:
+    kw.setdefault("subject", f"{sum(map(ord, service))}|{service}.Main#1")  # each service its own error event
     return Signal(service, T0 + STEP * minute, modality, kind, score, **kw)  # type: ignore[arg-type]
 
 
@@ -229,3 +230,11 @@ def test_a_baseline_inside_the_batch_is_used_whole_and_one_overlapping_it_is_cut
     assert len(cut.metrics.frame) == len(frame) - 10 and "left out" in cut.notes[-1]  # type: ignore[union-attr]
     whole = base.excluding(frame.index[0] - pd.Timedelta(hours=1), frame.index[-1] + pd.Timedelta(hours=1))
     assert len(whole.metrics.frame) == len(frame) and "used whole" in whole.notes[-1]  # type: ignore[union-attr]
+
+
+def test_an_error_rising_in_many_services_at_once_is_common_mode() -> None:
+    shared = [_sig(s, 2, 6.0, subject="117|web.Servlet#175") for s in ("travel", "basic", "travel2")]
+    own = [_sig("verification", 2, 3.0, subject="230|v.VerifyCode#129")]
+    assert rank(shared + own, STEP, RCAParams(common_mode=False))[0].service != "verification"
+    top = rank(shared + own, STEP, RCAParams(common_mode=True))
+    assert top[0].service == "verification" and top[1].signals[0].detail["shared_by"] == 3

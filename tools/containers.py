@@ -130,6 +130,12 @@ class Unwrapped:
     broken: set[int]  # indexes into texts: lines that were not a valid record (kept as they are)
     joined: int = 0  # partial records appended to the line before them
 
+    def add(self, text: str, index: int, time: datetime | None = None, stream: str | None = None) -> None:
+        self.texts.append(text)
+        self.times.append(time)
+        self.streams.append(stream)
+        self.line_index.append(index)
+
 
 def detect_wrapper(lines: Sequence[str]) -> Wrapper | None:
     """The wrapper most of ``lines`` (a file's first lines) use, or None when they are plain lines."""
@@ -186,10 +192,7 @@ def unwrap(lines: Sequence[str], wrapper: Wrapper) -> Unwrapped:
     open_partial = False  # the last text is a partial line still waiting for its rest
     for i, line in enumerate(lines):
         if not line.strip():
-            out.texts.append(line)
-            out.times.append(None)
-            out.streams.append(None)
-            out.line_index.append(i)
+            out.add(line, i)
             open_partial = False
             continue
         if wrapper == "docker":
@@ -211,19 +214,13 @@ def unwrap(lines: Sequence[str], wrapper: Wrapper) -> Unwrapped:
                 rec, text, stream, ts, partial = None, line, None, None, False
         if rec is None:
             out.broken.add(len(out.texts))
-            out.texts.append(text)
-            out.times.append(None)
-            out.streams.append(None)
-            out.line_index.append(i)
+            out.add(text, i)
             open_partial = False
             continue
         if open_partial and out.streams[-1] == stream:
             out.texts[-1] += text
             out.joined += 1
         else:
-            out.texts.append(text)
-            out.times.append(_time(ts))
-            out.streams.append(stream)
-            out.line_index.append(i)
+            out.add(text, i, _time(ts), stream)
         open_partial = partial
     return out

@@ -14,7 +14,9 @@
    another active candidate loses up to ``propagation`` of its score, in proportion to how much of it the
    callee's explains; and a candidate whose callee changed first loses ``propagation`` as well. So the deepest
    anomalous callee ranks first.
-5. *Fault kind*: a resource (cpu, memory, disk, network) when the candidate's strongest evidence is a sustained
+5. *Common mode*: an error template that rises in n services in the same bin (a registry, network or database
+   failing under all of them) counts 1/n for each of them.
+6. *Fault kind*: a resource (cpu, memory, disk, network) when the candidate's strongest evidence is a sustained
    move of such a metric; network when it is latency without errors in the logs; else code (log/trace-visible).
 """
 
@@ -49,6 +51,7 @@ class RCAParams:
     half_life_share: float = 0.25  # ... or this share of the batch's span, if longer (a day's batch is not 20 min)
     propagation: float = 0.0  # share of a caller's score that an active callee can explain away (0: off)
     mentions: Literal["named", "emitter", "ignore"] = "emitter"  # errors naming another service count for whom
+    common_mode: bool = True  # an error template rising in n services at once counts 1/n for each
 
 
 @dataclass
@@ -120,6 +123,8 @@ def rank(signals: Sequence[Signal], step: pd.Timedelta, params: RCAParams, *,
         limit: candidates returned.
     """
     signals = _attribute(signals, params)
+    if params.common_mode:
+        signals = _common_mode(signals)
     lv = levels(signals, params)
     if lv.empty:
         return []
@@ -201,6 +206,26 @@ def _candidate(svc: str, g: pd.DataFrame, ep: tuple[pd.Timestamp, pd.Timestamp],
         peak=pd.Timestamp(peak_row["bin"]), kind=_kind(sigs, mods, params), pods=_pods(sigs, (pods or {}).get(svc)),
         signals=sigs, episode=ep, current=ongoing, modality_scores=mods,
     )
+
+
+def _common_mode(signals: Sequence[Signal]) -> list[Signal]:
+    """An error template that rises in several services in the same bin (a shared registry, network or database
+    failing under all of them) is weak evidence against any one of them: each gets 1/n of it."""
+    def template(s: Signal) -> str:
+        return s.subject.split(MENTION_SEP, 1)[0].split("|", 1)[0]
+
+    spread: dict[tuple[pd.Timestamp, str], set[str]] = {}
+    for s in signals:
+        if s.modality == "log" and s.kind in ("log_rise", "log_new", "log_named"):
+            spread.setdefault((s.bin, template(s)), set()).add(s.service)
+    out = []
+    for s in signals:
+        if s.modality == "log" and s.kind in ("log_rise", "log_new", "log_named"):
+            n = len(spread[(s.bin, template(s))])
+            if n > 1:
+                s = replace(s, score=s.score / n, detail={**s.detail, "shared_by": n})
+        out.append(s)
+    return out
 
 
 def _scale(s: Signal, params: RCAParams) -> float:

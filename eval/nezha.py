@@ -152,6 +152,15 @@ class NezhaData:
         """
         base = base or self.root
         w = Written(logs=None, metrics=None, traces=None)
+        # Minutes exported for one kind but not the other are skipped for the missing kind, with a note.
+        win = (t0 - pd.Timedelta(minutes=5), t1 + pd.Timedelta(minutes=5))
+        lm = {m for m in self._minute_files(base / "log", "log") if win[0] <= m <= win[1]}
+        tm = {m for m in self._minute_files(base / "trace", "trace") if win[0] <= m <= win[1]}
+        if lm and tm:
+            for m in sorted(lm - tm):
+                w.notes.append(f"trace minute {m:%H:%M} missing (its log minute is there): skipped")
+            for m in sorted(tm - lm):
+                w.notes.append(f"log minute {m:%H:%M} missing (its trace minute is there): skipped")
         w.logs, w.log_records, w.pods_with_logs = self._write_logs(base / "log", t0, t1, out / "logs", w.notes)
         w.metrics, w.metric_files = self._write_metrics(base / "metric", t0, t1, out / "metrics", w.notes)
         w.traces, w.spans = self._write_traces(base / "trace", t0, t1, out / "traces", w.notes)

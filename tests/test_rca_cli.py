@@ -52,15 +52,17 @@ def test_baseline_profile_command_then_triage_metrics_dirs(tmp_path: Path) -> No
 
 
 def _mini_export(src: Path, dst: Path) -> None:
-    """An export of the same layout: two cases, their log minutes, three pods' metrics, no trace folder."""
+    """An export of the same layout: two cases, their log minutes, one trace minute, three pods' metrics."""
     doc = json.loads(next(src.glob("*fault_list.json")).read_text())
     (dst / "log").mkdir(parents=True)
     (dst / "metric").mkdir()
     (dst / "normal" / "log").mkdir(parents=True)
     (dst / "normal" / "metric").mkdir()
     (dst / "2023-01-29-fault_list.json").write_text(json.dumps({"08": doc["08"][:1], "13": doc["13"]}))
+    (dst / "trace").mkdir()
     for m in ("08_43", "08_44", "13_31"):
         shutil.copy(src / "log" / f"{m}_log.csv.gz", dst / "log")
+    shutil.copy(src / "trace" / "08_43_trace.csv.gz", dst / "trace")  # 08:44's trace minute is missing
     shutil.copy(src / "normal" / "log" / "08_50_log.csv.gz", dst / "normal" / "log")
     for f in sorted((src / "metric").glob("ts-contacts-service-*"))[:1] + sorted((src / "metric").glob("ts-seat-*"))[:1]:
         shutil.copy(f, dst / "metric")
@@ -76,11 +78,10 @@ def test_the_loader_takes_any_export_of_the_layout(datasets: Path, tmp_path: Pat
     ds = NezhaData.load(tmp_path / "export")
     assert [c.fault_type for c in ds.cases] == ["return", "cpu_contention"]
     assert ds.cases[0].service == "ts-contacts-service" and ds.cases[0].kind == "code" and ds.cases[1].kind == "cpu"
-    assert any("no trace/" in n for n in ds.notes)
     w = ds.write_case(ds.cases[0], tmp_path / "case")
-    assert w.logs is not None and w.log_records > 1000 and w.traces is None and w.metric_files == 2
+    assert w.logs is not None and w.log_records > 1000 and w.traces is not None and w.metric_files == 2
     assert any("front_service.csv.gz: not a per-pod metric file" in n for n in w.notes)
-    assert any("no trace minute files" in n for n in w.notes)
+    assert "trace minute 08:44 missing (its log minute is there): skipped" in w.notes
     pods = sorted((w.logs / "var" / "log" / "pods").iterdir())
     assert pods and all(p.name.startswith("default_ts-") for p in pods)
     assert (pods[0] / "server" / "0.log").read_text().startswith('{"log":')

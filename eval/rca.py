@@ -106,7 +106,11 @@ def run(data: Path, *, cases: list[str] | None = None, limit: int | None = None,
     better = max(result["baselines"]["most_new_error_lines"]["ac@1"], result["baselines"]["largest_metric_z_shift"]["ac@1"])
     result["total"]["ratio_vs_best_baseline_ac@1"] = (round(result["total"]["ac@1"] / better, 3) if better else None)
     if lofo and len(by_type) > 1 and kept:
-        result["lofo"] = leave_one_type_out(kept)
+        from agent.rca import compute_signals
+
+        sigs = [(case, ctx.inputs, compute_signals(ctx.inputs)) for case, ctx in kept]
+        result["lofo"] = leave_one_type_out(sigs, GRID)
+        result["lofo_scales"] = leave_one_type_out(sigs, SCALE_GRID)
     return result
 
 
@@ -209,6 +213,10 @@ GRID: dict[str, tuple[Any, ...]] = {
 ``recency`` pairs are (recency, half_life_min)."""
 
 
+SCALE_GRID: dict[str, tuple[Any, ...]] = {k: GRID[k] for k in ("log_scale", "metric_scale", "recency")}
+"""The constants that are scales (the mechanism switches stay at their defaults)."""
+
+
 def _params(values: dict[str, Any]) -> Any:
     from agent.rca import RCAParams
 
@@ -217,13 +225,14 @@ def _params(values: dict[str, Any]) -> Any:
     return RCAParams(**d)
 
 
-def leave_one_type_out(kept: list[tuple[Case, Any]]) -> dict[str, Any]:
-    """Choose ``RCAParams`` on all fault types but one, score on that one; pooled over the held-out types."""
-    from agent.rca import RCAParams, analyze, compute_signals
+def leave_one_type_out(sigs: list[tuple[Case, Any, Any]], grid: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """Choose ``RCAParams`` on ``grid`` over all fault types but one, score on that one; pooled over the held-out
+    types. ``sigs``: (case, RCA inputs, their ``compute_signals`` output) per case."""
+    from agent.rca import RCAParams, analyze
 
-    sigs = [(case, ctx.inputs, compute_signals(ctx.inputs)) for case, ctx in kept]
-    keys = list(GRID)
-    configs = [_params(dict(zip(keys, values, strict=True))) for values in itertools.product(*GRID.values())]
+    keys = list(grid)
+    configs = [_params({**dict(zip(keys, values, strict=True)), **({} if "recency" in keys else {"recency": ("decay", 5.0)})})
+               for values in itertools.product(*grid.values())]
     ranks: dict[int, list[int | None]] = {}
     for i, p in enumerate(configs):
         ranks[i] = [_rank_of(case.service, [c.service for c in analyze(inp, p, limit=K, signals=sg).candidates])
@@ -243,7 +252,7 @@ def leave_one_type_out(kept: list[tuple[Case, Any]]) -> dict[str, Any]:
                        "train": _rank_totals([ranks[best][j] for j in train])}
     all_best = max(range(len(configs)), key=lambda i: (_objective(ranks[i]), i == d_idx))
     return {
-        "grid": {k: [list(x) if isinstance(x, tuple) else x for x in v] for k, v in GRID.items()},
+        "grid": {k: [list(x) if isinstance(x, tuple) else x for x in v] for k, v in grid.items()},
         "configs": len(configs), "folds": folds,
         "held_out_pooled": _rank_totals(pooled),
         "all_in_best": {"params": asdict(configs[all_best]), **_rank_totals(ranks[all_best])},
@@ -274,9 +283,10 @@ def render(result: dict[str, Any]) -> Any:
               _f(tot["onset_error_min_p50"]), _f(tot["onset_error_min_p90"]), _f(tot["seconds_per_case"]))
     for name, b in result["baselines"].items():
         s.add_row(name, _f(b["ac@1"]), _f(b["ac@3"]), _f(b["avg@5"]), "", "", "", "")
-    if "lofo" in result:
-        lo = result["lofo"]["held_out_pooled"]
-        s.add_row("leave-one-type-out (held out)", _f(lo["ac@1"]), _f(lo["ac@3"]), _f(lo["avg@5"]), "", "", "", "")
+    for key, label in (("lofo_scales", "leave-one-type-out, scales"), ("lofo", "leave-one-type-out, all options")):
+        if key in result:
+            lo = result[key]["held_out_pooled"]
+            s.add_row(label, _f(lo["ac@1"]), _f(lo["ac@3"]), _f(lo["avg@5"]), "", "", "", "")
     return Group(t, s)
 
 

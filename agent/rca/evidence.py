@@ -520,14 +520,12 @@ def trace_signals(batch_entry: pd.DataFrame, base_entry: pd.DataFrame, step: pd.
     base_calls = base_entry.groupby("service").size()
     base_total = float(len(base_entry))
     vol = e.groupby("bin").size()
+    arrived = e.groupby(["bin", "service"]).size()
     rows = []
     for w, total in vol.items():
-        seen = g[g["bin"] == w].set_index("service")["timed"]
         for svc, nb in base_calls.items():
             if nb >= min_baseline:
-                o = float(e[(e["bin"] == w) & (e["service"] == svc)].shape[0]) if svc not in seen.index else float(
-                    e[(e["bin"] == w) & (e["service"] == svc)].shape[0])
-                rows.append((svc, w, o, float(nb), float(total)))
+                rows.append((svc, w, float(arrived.get((w, svc), 0)), float(nb), float(total)))
     calls = pd.DataFrame(rows, columns=["service", "bin", "o", "nb", "total"])
     z_calls = (_signed_z(calls["o"].to_numpy(), (calls["o"] + calls["nb"]).to_numpy(),
                          (calls["total"] / (calls["total"] + base_total)).to_numpy()) if len(calls) else np.array([]))

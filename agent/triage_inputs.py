@@ -193,7 +193,7 @@ def load_logs(
                          f"(format {stats.format!r}, {stats.events:,} events)")
     if acc.n_without_ts:
         stats_d["events_without_timestamp"] = acc.n_without_ts
-    out = acc.finish(stats_d, files, settings.triage.max_windows)
+    out = acc.finish(stats_d, files, settings.triage.max_windows, parser=stream.parser)
     out.parser = stream.parser
     return out
 
@@ -340,7 +340,108 @@ class _Accumulator:
                                 template_of=dict(self.ev_tid), pods={k: sorted(v) for k, v in self.pods.items()},
                                 coverage=coverage)
 
-    def finish(self, stats: dict[str, Any], sources: list[str], max_windows: int | None = None) -> LogData:
+    # ---- merging (distributed parses) and final template ids ----------------------------------------------
+    def remap(self, new_id: Callable[[str], str], line_offset: dict[str, int] | None = None) -> None:
+        """Rename every template id (``new_id``; several may become one) and shift sample line numbers by each
+        source's ``line_offset`` (a shard of a file counts its lines from 1)."""
+        ids = {t for t in self.templates} | {t for t, _ in self.level_counts} | set(self.first)
+        for c in self.cells:
+            ids.update(str(t) for t in c.index.get_level_values(1).unique())
+        table = {t: new_id(t) for t in ids}
+        table.update({t: new_id(t) for t in self.ev_tid.values() if t not in table})
+
+        def tid(t: str) -> str:
+            return table.get(t) or new_id(t)
+
+        def event(e: str) -> str:
+            head, sep, rest = e.partition("|")
+            if sep:
+                return tid(head) + sep + rest
+            base, sep2, named = e.partition(MENTION_SEP)
+            return tid(base) + sep2 + named
+
+        for i, c in enumerate(self.cells):
+            idx = pd.MultiIndex.from_arrays([c.index.get_level_values(0), c.index.get_level_values(1).map(tid)],
+                                            names=c.index.names)
+            self.cells[i] = pd.Series(c.to_numpy(), index=idx)
+        for i, c in enumerate(self.svc_cells):
+            idx = pd.MultiIndex.from_arrays([c.index.get_level_values(0), c.index.get_level_values(1),
+                                             c.index.get_level_values(2).map(event)], names=c.index.names)
+            self.svc_cells[i] = pd.Series(c.to_numpy(), index=idx)
+        self.templates = {tid(t): v for t, v in self.templates.items()}
+        for name in ("level_counts", "comp_counts"):
+            old: dict[tuple[str, str], int] = getattr(self, name)
+            new: dict[tuple[str, str], int] = {}
+            for (t, v), n in old.items():
+                new[(tid(t), v)] = new.get((tid(t), v), 0) + n
+            setattr(self, name, new)
+        ev_levels: dict[tuple[str, str], int] = {}
+        for (e, v), n in self.ev_levels.items():
+            ev_levels[(event(e), v)] = ev_levels.get((event(e), v), 0) + n
+        self.ev_levels = ev_levels
+        self.ev_tid = {event(e): tid(t) for e, t in self.ev_tid.items()}
+        first: dict[str, pd.Timestamp] = {}
+        last: dict[str, pd.Timestamp] = {}
+        for t, v in self.first.items():
+            first[tid(t)] = min(first.get(tid(t), v), v)
+        for t, v in self.last.items():
+            last[tid(t)] = max(last.get(tid(t), v), v)
+        self.first, self.last = first, last
+        samples: dict[tuple[str, pd.Timestamp], list[tuple]] = {}
+        off = line_offset or {}
+        for (t, w), items in self.samples.items():
+            cell = samples.setdefault((tid(t), w), [])
+            for src, ln, ts, txt, lv in items:
+                cell.append((src, ln + off.get(src or "", 0) if ln is not None else ln, ts, txt, lv))
+        self.samples = samples
+
+    def absorb(self, other: _Accumulator) -> None:
+        """Add ``other``'s state (same ids, a later part of the input) to this one."""
+        self.cells += other.cells
+        self.svc_cells += other.svc_cells
+        self.templates.update(other.templates)
+        for mine, theirs in ((self.level_counts, other.level_counts), (self.comp_counts, other.comp_counts),
+                             (self.ev_levels, other.ev_levels)):
+            for k, n in theirs.items():
+                mine[k] = mine.get(k, 0) + n
+        for ev, tid in other.ev_tid.items():
+            self.ev_tid.setdefault(ev, tid)
+        for t, v in other.first.items():
+            self.first[t] = min(self.first.get(t, v), v)
+        for t, v in other.last.items():
+            self.last[t] = max(self.last.get(t, v), v)
+        for k, items in other.samples.items():
+            self.samples.setdefault(k, []).extend(items)
+        for svc, pods in other.pods.items():
+            self.pods.setdefault(svc, set()).update(pods)
+        for b, (lo, hi) in other.bin_span.items():
+            cur = self.bin_span.get(b)
+            self.bin_span[b] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
+        self.n_with_ts += other.n_with_ts
+        self.n_without_ts += other.n_without_ts
+
+    def _final_ids(self, parser: Any, order: dict[str, int]) -> None:
+        """Template ids as the parser has them at the end (clusters merge as parsing goes on), their final texts,
+        and per (template, window, level) the first SAMPLES_PER_CELL lines of the whole input (by source order and
+        line number): the same result however the input was cut into chunks or shards."""
+        self.remap(lambda t: str(parser.resolve(int(t))))
+        self.templates = {t: parser.template(int(t)) for t in {str(x) for c in self.cells for x in c.index.get_level_values(1).unique()}}
+        capped: dict[tuple[str, pd.Timestamp], list[tuple]] = {}
+        for key, items in self.samples.items():
+            items = sorted(items, key=lambda x: (order.get(x[0] or "", 0), x[1] if x[1] is not None else 0))
+            kept: list[tuple] = []
+            per_level: dict[str, int] = {}
+            for it in items:
+                if per_level.get(it[4], 0) < SAMPLES_PER_CELL:
+                    per_level[it[4]] = per_level.get(it[4], 0) + 1
+                    kept.append(it)
+            capped[key] = kept
+        self.samples = capped
+
+    def finish(self, stats: dict[str, Any], sources: list[str], max_windows: int | None = None,
+               parser: Any = None) -> LogData:
+        if parser is not None:
+            self._final_ids(parser, {s: i for i, s in enumerate(sources)})
         cells = pd.concat(self.cells).groupby(level=[0, 1]).sum()
         lo, hi = cells.index.get_level_values(0).min(), cells.index.get_level_values(0).max()
         window = widen_window(self.window, hi - lo, max_windows)

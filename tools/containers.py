@@ -129,6 +129,7 @@ class Unwrapped:
     line_index: list[int]  # index (in the input lines) of the physical line each text starts at
     broken: set[int]  # indexes into texts: lines that were not a valid record (kept as they are)
     joined: int = 0  # partial records appended to the line before them
+    open_partial: bool = False  # the last text is a partial line whose rest was not in ``lines``
 
     def add(self, text: str, index: int, time: datetime | None = None, stream: str | None = None) -> None:
         self.texts.append(text)
@@ -223,4 +224,15 @@ def unwrap(lines: Sequence[str], wrapper: Wrapper) -> Unwrapped:
         else:
             out.add(text, i, _time(ts), stream)
         open_partial = partial
+    out.open_partial = open_partial
     return out
+
+
+def record_is_partial(line: str, wrapper: Wrapper) -> bool | None:
+    """Whether one raw line is a partial record (its text continues in the next record); None when it is not a
+    valid record of ``wrapper``."""
+    if wrapper == "docker":
+        rec = _docker_record(line)
+        return None if rec is None else not rec[0].endswith("\n")
+    m = _CRI_LINE.match(line)
+    return None if m is None else m.group("tag") == "P"

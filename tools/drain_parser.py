@@ -504,3 +504,71 @@ class LogParser:
     def for_format(cls, depth: int, sim_th: float, **kwargs: Any) -> LogParser:
         """A parser with the Drain settings of a log format."""
         return cls(depth=depth, sim_th=sim_th, **kwargs)
+
+
+class ShapeKeyer:
+    """The part of :class:`LogParser` that needs no Drain: a message's masked form, the text Drain would mine.
+
+    A shard of a distributed parse (``agent.scale``) keys its messages with this instead of mining them. Two
+    messages with the same masked form are always the same template of a :class:`LogParser` (Drain sees the same
+    tokens; a repeat changes no template), so feeding one parser the first message of every key, in the order the
+    keys first occur in the whole input, gives it the templates, ids and aliases that mining the whole input in one
+    stream would (while the input has fewer distinct message shapes than the parser's ``cache_size``). Offers the
+    parser's interface where parsing needs it (``add_batch``, ``resolve``, ``template``); its ids are local: the
+    position of each key's first occurrence. Like the parser, it masks each distinct shape once.
+    """
+
+    def __init__(self) -> None:
+        self.firsts: list[str] = []  # the first message of each key, by local id
+        self._ids: dict[str, int] = {}
+        self._cache: dict[bytes, tuple[tuple[int, ...], dict[str, str]]] = {}
+        self._masker = Masker()
+        self.counts: dict[int, int] = {}
+
+    def key(self, content: str) -> tuple[bytes, str]:
+        """(digit-zeroed shape, masked form) of a message."""
+        shape = content.encode("utf-8", "surrogatepass").translate(ZERO_DIGIT_BYTES)
+        entry = self._cache.get(shape)
+        if entry is None:
+            zeroed = content.translate(ZERO_DIGITS)
+            spans = variable_spans(zeroed)
+            covered: set[int] = set()
+            for a, b in spans:
+                covered.update(range(a, b))
+            entry = ((tuple(i for i, ch in enumerate(zeroed) if ch == "0" and i not in covered)), {})
+            if len(self._cache) >= 200_000:
+                self._cache.clear()
+            self._cache[shape] = entry
+        positions, by_digits = entry
+        digits = "".join([content[i] for i in positions]) if positions else ""
+        masked = by_digits.get(digits)
+        if masked is None:
+            masked = by_digits[digits] = self._masker.canonical(
+                apply_spans(content, variable_spans(content.translate(ZERO_DIGITS))))
+        return shape, masked
+
+    def add_batch(self, contents: list[str]) -> tuple[list[int], list[bytes]]:
+        ids: list[int] = []
+        shapes: list[bytes] = []
+        get = self._ids.get
+        for content in contents:
+            shape, k = self.key(content)
+            i = get(k)
+            if i is None:
+                i = self._ids[k] = len(self.firsts)
+                self.firsts.append(content)
+            ids.append(i)
+            shapes.append(shape)
+        for i in ids:
+            self.counts[i] = self.counts.get(i, 0) + 1
+        return ids, shapes
+
+    def resolve(self, cluster_id: int) -> int:
+        return cluster_id
+
+    def template(self, template_id: int) -> str:
+        return ""
+
+    @property
+    def n_templates(self) -> int:
+        return len(self.firsts)

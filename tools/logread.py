@@ -146,36 +146,53 @@ def _open(source: str, stats: ReadStats) -> BinaryIO | None:
     return raw
 
 
-def iter_blocks(source: str, stats: ReadStats, *, max_line_bytes: int = 65536) -> Iterator[Block]:
+def iter_blocks(source: str, stats: ReadStats, *, max_line_bytes: int = 65536, start: int = 0,
+                stop: int | None = None) -> Iterator[Block]:
     """Yield the decoded lines of one source in blocks, updating ``stats`` (lines, truncations, decode errors).
 
     Binary files are skipped (with a reason) after sniffing their first bytes; a file that disappears or fails
-    mid-read keeps what was read and is reported as partially read.
+    mid-read keeps what was read and is reported as partially read. ``start`` / ``stop``: read only this byte
+    range of a plain (not compressed) file, which must begin and end at line starts (a shard of a distributed
+    parse); line numbers then count from the range's first line, and the file counts as read in the shard that
+    starts at 0.
     """
     fh = _open(source, stats)
     if fh is None:
         return
     try:
-        yield from _read_blocks(source, fh, stats, max_line_bytes)
+        if start or stop is not None:
+            if isinstance(fh, gzip.GzipFile) or fh is sys.stdin.buffer:
+                raise ValueError(f"{source}: byte ranges need a plain file")
+            fh.seek(start)
+        yield from _read_blocks(source, fh, stats, max_line_bytes, sniff=start == 0,
+                                limit=None if stop is None else max(stop - start, 0))
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
 
 
-def _read_blocks(source: str, fh: BinaryIO, stats: ReadStats, max_line_bytes: int) -> Iterator[Block]:
+def _read_blocks(source: str, fh: BinaryIO, stats: ReadStats, max_line_bytes: int, *, sniff: bool = True,
+                 limit: int | None = None) -> Iterator[Block]:
     line_no = 1
     carry = b""
     skipping = False  # inside the tail of an over-long line
     first = True
+    left = limit
     try:
         while True:
-            chunk = fh.read(_BLOCK)
+            if left is not None and left <= 0:
+                chunk = b""
+            else:
+                chunk = fh.read(_BLOCK if left is None else min(_BLOCK, left))
+                if left is not None:
+                    left -= len(chunk)
             if first:
                 first = False
-                if _is_binary(chunk[:_SNIFF]):
+                if sniff and _is_binary(chunk[:_SNIFF]):
                     stats.skipped_files.append(SkippedFile(path=source, reason="binary file (not text)"))
                     return
-                stats.files_read += 1
+                if sniff:
+                    stats.files_read += 1
             if not chunk:
                 break
             stats.bytes_read += len(chunk)

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,31 +97,62 @@ def _blocks(sources: list[str], stats: ReadStats, max_line_bytes: int, progress:
             yield block
 
 
-def _unwrap_blocks(blocks: Iterator[Block], stats: ReadStats) -> Iterator[Block]:
-    """Remove container runtime wrappers (Docker json-file, CRI), detected per file on its first block."""
+_DETECT = object()
+
+
+def _unwrap_blocks(blocks: Iterator[Block], stats: ReadStats, wrapper_of: Any = _DETECT) -> Iterator[Block]:
+    """Remove container runtime wrappers (Docker json-file, CRI), detected per file on its first block (or the
+    wrapper a distributed parse's plan chose for the file: ``wrapper_of``). A partial record at the end of a block
+    is held back and read with the next block, so a long line split by the runtime is one line whatever the
+    block boundaries."""
     current: str | None = None
     wrapper: containers.Wrapper | None = None
     names: list[str] = []
+    held: Block | None = None  # raw lines of an open partial record chain, waiting for the next block
     for block in blocks:
         if block.source != current:
+            if held is not None:
+                yield _unwrapped(held, wrapper, stats)  # type: ignore[arg-type]
+                held = None
             current = block.source
-            wrapper = containers.detect_wrapper(block.lines[: _DETECT_LINES * 4])
+            wrapper = (containers.detect_wrapper(block.lines[: _DETECT_LINES * 4]) if wrapper_of is _DETECT
+                       else wrapper_of)
             if wrapper is not None and wrapper not in names:
                 names.append(wrapper)
                 stats.container_format = ",".join(names)
         if wrapper is None:
             yield block
             continue
+        if held is not None:
+            n = len(held.lines)
+            block = Block(source=block.source, first_line_no=held.first_line_no, lines=held.lines + block.lines,
+                          truncated=held.truncated | {i + n for i in block.truncated})
+            held = None
         u = containers.unwrap(block.lines, wrapper)
-        n_blank = sum(1 for t, i in zip(u.texts, u.line_index, strict=True) if not t.strip() and not block.lines[i].strip())
-        stats.container_records += len(u.texts) - len(u.broken) - n_blank + u.joined
-        stats.container_invalid += len(u.broken)
-        stats.container_partials_joined += u.joined
-        pos = {i: k for k, i in enumerate(u.line_index)}
-        yield Block(source=block.source, first_line_no=block.first_line_no, lines=u.texts,
-                    truncated={pos[i] for i in block.truncated if i in pos},
-                    line_nos=[block.first_line_no + i for i in u.line_index], times=list(u.times),
-                    streams=u.streams, broken=u.broken)
+        if u.open_partial and u.texts:
+            cut = u.line_index[-1]  # hold back the raw lines of the unfinished last line
+            held = Block(source=block.source, first_line_no=block.first_line_no + cut, lines=block.lines[cut:],
+                         truncated={i - cut for i in block.truncated if i >= cut})
+            block = Block(source=block.source, first_line_no=block.first_line_no, lines=block.lines[:cut],
+                          truncated={i for i in block.truncated if i < cut})
+            if not block.lines:
+                continue
+        yield _unwrapped(block, wrapper, stats)
+    if held is not None:
+        yield _unwrapped(held, wrapper, stats)  # type: ignore[arg-type]
+
+
+def _unwrapped(block: Block, wrapper: containers.Wrapper, stats: ReadStats) -> Block:
+    u = containers.unwrap(block.lines, wrapper)
+    n_blank = sum(1 for t, i in zip(u.texts, u.line_index, strict=True) if not t.strip() and not block.lines[i].strip())
+    stats.container_records += len(u.texts) - len(u.broken) - n_blank + u.joined
+    stats.container_invalid += len(u.broken)
+    stats.container_partials_joined += u.joined
+    pos = {i: k for k, i in enumerate(u.line_index)}
+    return Block(source=block.source, first_line_no=block.first_line_no, lines=u.texts,
+                 truncated={pos[i] for i in block.truncated if i in pos},
+                 line_nos=[block.first_line_no + i for i in u.line_index], times=list(u.times),
+                 streams=u.streams, broken=u.broken)
 
 
 def _choose_format(
@@ -577,3 +609,170 @@ def parse_logs(
     return ParsedLogs(events=events, stats=stats, format=stats.format or chosen.name,
                       format_detected=stats.format_detected,
                       parser=parser)
+
+
+# ---- shards of a distributed parse (agent.scale) -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shard:
+    """One piece of a distributed parse: a file, or a byte range of a plain file, with the format and container
+    wrapper the whole-stream parse would have chosen for that file. ``start``/``stop`` are nominal: the shard
+    moves both to the next line that starts an event, so every event (stack trace included) is in one shard."""
+
+    index: int
+    source: str
+    start: int
+    stop: int | None
+    fmt: LogFormat
+    wrapper: str | None
+    file_index: int
+
+
+def plan_shards(
+    sources: str | Path | Sequence[str | Path],
+    fmt: str | LogFormat | None = None,
+    *,
+    shard_bytes: int = 64 << 20,
+    json_fields: dict[str, str] | None = None,
+    max_line_bytes: int = 65536,
+) -> tuple[list[Shard], ReadStats]:
+    """Cut the input into shards: the formats and wrappers are chosen per file exactly as :func:`iter_parsed`
+    chooses them in one stream (the first file's format detected on its first lines, every later file's on its
+    first block, a file nothing matches keeping the previous format); plain files larger than ``shard_bytes``
+    are cut into byte ranges. Returns the shards in stream order and the stats of the choice (format names)."""
+    if shard_bytes < 1:
+        raise ValueError(f"shard_bytes must be >= 1, got {shard_bytes}")
+    files = expand_sources(sources)
+    if STDIN_NAME in files:
+        raise InputError("a distributed parse reads files, not standard input")
+    stats = ReadStats()
+    shards: list[Shard] = []
+    chosen: LogFormat | None = None
+    names: list[str] = []
+    for fi, path in enumerate(files):
+        probe = ReadStats()
+        head = list(_first_blocks(path, probe, max_line_bytes))
+        wrapper = containers.detect_wrapper(head[0].lines[: _DETECT_LINES * 4]) if head else None
+        lines = [ln for b in _unwrap_blocks(iter(head), probe, wrapper) for ln in b.lines]
+        if isinstance(fmt, LogFormat) or fmt:
+            if chosen is None:
+                chosen = fmt if isinstance(fmt, LogFormat) else logformats.get_format(fmt, json_fields=json_fields)
+                stats.format, stats.format_detected = chosen.name, False
+        else:
+            sample = [ln for ln in lines[: _DETECT_LINES * 4] if ln.strip()][:_DETECT_LINES]
+            if chosen is None:
+                if not sample:  # an empty first file: detection moves on to the next one, as in one stream
+                    shards.append(Shard(index=len(shards), source=path, start=0, stop=None,
+                                        fmt=logformats.PRESETS["app"], wrapper=None, file_index=fi))
+                    continue
+                chosen, rate = logformats.detect_format(sample, json_fields=json_fields)
+                stats.format_detected, stats.format_match_rate = True, round(rate, 4)
+            elif sample:
+                try:
+                    chosen, _ = logformats.detect_format(sample, json_fields=json_fields)
+                except InputError:
+                    logger.warning("%s: no known format matches; its lines are kept as unparsed events", path)
+        if chosen.name not in names:
+            names.append(chosen.name)
+            stats.format = ",".join(names)
+        if wrapper is not None:
+            stats.container_format = ",".join(dict.fromkeys([*(stats.container_format or "").split(","), wrapper]).keys()).strip(",")
+        size = _plain_size(path)
+        cuts = [0] if size is None or size <= shard_bytes else list(range(0, size, shard_bytes))
+        for k, start in enumerate(cuts):
+            stop = cuts[k + 1] if k + 1 < len(cuts) else None
+            shards.append(Shard(index=len(shards), source=path, start=start, stop=stop, fmt=chosen, wrapper=wrapper,
+                                file_index=fi))
+    return shards, stats
+
+
+STDIN_NAME = "-"
+
+
+def _first_blocks(path: str, stats: ReadStats, max_line_bytes: int) -> Iterator[Block]:
+    """The first block of a file (and more, up to the detection sample of the first file)."""
+    n = 0
+    for block in iter_blocks(path, stats, max_line_bytes=max_line_bytes):
+        yield block
+        n += sum(1 for ln in block.lines if ln.strip())
+        if n >= _DETECT_LINES:
+            break
+
+
+def _plain_size(path: str) -> int | None:
+    """The size of a plain (not gzip) file, None for a compressed one (read whole, in one shard)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) == b"\x1f\x8b":
+                return None
+        return Path(path).stat().st_size
+    except OSError:
+        return None
+
+
+def event_start(path: str, offset: int, fmt: LogFormat, wrapper: str | None) -> int:
+    """The byte offset of the first line at or after ``offset`` that starts an event (a header line, a JSON line,
+    or a line that is not a valid record of the file's wrapper); the file's size when there is none."""
+    with open(path, "rb") as fh:
+        start = _line_start(fh, offset) if offset > 0 else 0
+        fh.seek(start)
+        prev_partial = False  # the record before continues in the next one (a runtime-split long line)
+        if start < offset:
+            first = fh.readline()  # the line that straddles the offset belongs to the shard before
+            if wrapper is not None:
+                prev_partial = bool(containers.record_is_partial(
+                    first.rstrip(b"\r\n").decode("utf-8", errors="replace"), wrapper))  # type: ignore[arg-type]
+        while True:
+            pos = fh.tell()
+            raw = fh.readline()
+            if not raw:
+                return pos
+            line = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            if not line.strip():
+                prev_partial = False
+                continue
+            text = line
+            if wrapper is not None:
+                partial = containers.record_is_partial(line, wrapper)  # type: ignore[arg-type]
+                if partial is None:
+                    return pos
+                was, prev_partial = prev_partial, partial
+                if was:
+                    continue  # the rest of a split line, not the start of one
+                text = containers.unwrap([line], wrapper).texts[0]  # type: ignore[arg-type]
+            if fmt.kind == "jsonl" or fmt.regex.match(text) is not None:
+                return pos
+
+
+def _line_start(fh: Any, offset: int) -> int:
+    """The start of the line holding byte ``offset`` (searching back in 64 KiB steps)."""
+    pos = offset
+    while pos > 0:
+        step = min(65536, pos)
+        fh.seek(pos - step)
+        chunk = fh.read(step)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0
+
+
+def iter_shard(shard: Shard, parser: Any, stats: ReadStats, *, max_line_bytes: int = 65536,
+               service_map: Mapping[str, str] | None = None, chunk_size: int = 100_000) -> Iterator[pd.DataFrame]:
+    """Parse one shard as :class:`ParseStream` parses the whole input (same reading, unwrapping, header
+    matching, continuation joining and event columns); ``parser`` mines (or keys) its messages. Line numbers
+    count from the shard's first line (the caller adds the lines of the shards before it in the same file)."""
+    start = 0 if shard.start == 0 else event_start(shard.source, shard.start, shard.fmt, shard.wrapper)
+    stop = None if shard.stop is None else event_start(shard.source, shard.stop, shard.fmt, shard.wrapper)
+    if stop is not None and start >= stop:
+        return
+    blocks: Iterator[Block] = iter_blocks(shard.source, stats, max_line_bytes=max_line_bytes, start=start, stop=stop)
+    if shard.wrapper is not None:
+        blocks = _unwrap_blocks(blocks, stats, shard.wrapper)
+    pairs = ((shard.fmt, b) for b in blocks)
+    pods = pod_resolver(service_map)
+    for used, pend in _assemble(pairs, parser, stats, chunk_size):
+        stats.events += len(pend)
+        stats.parsed += sum(pend.parsed)
+        stats.unparsed += len(pend) - sum(pend.parsed)
+        yield _frame(used, pend, parser, None, False, pods)

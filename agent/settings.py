@@ -144,6 +144,10 @@ class TriageSettings(_Section):
         description="Top findings that get an LLM explanation (all top_k are judged); None = 3 on servers, 0 in-process",
     )
     llm_summary: bool | None = Field(None, description="Ask the LLM for a report summary; None = on servers only")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="Where reading, parsing and counting run: in this process, or as Ray tasks over shards")
+    ray_address: str | None = Field(None, description="Ray cluster to join (auto, ray://host:port); None = a local one")
+    shard_mb: float = Field(32.0, gt=0, description="Plain log files larger than this are cut into byte ranges")
 
 
 class RCASettings(_Section):

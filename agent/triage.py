@@ -87,6 +87,7 @@ def triage(
     llm: LLMService | None = None,
     missing: dict[str, str] | None = None,
     diagnostics: dict[str, Any] | None = None,
+    engine: str | None = None,
 ) -> TriageReport:
     """Triage a batch of logs and optional metrics (and an optional Alertmanager alert).
 
@@ -113,7 +114,10 @@ def triage(
         missing: why the logs and/or the metrics are absent (keys ``"logs"``, ``"metrics"``), e.g. "no log
             sources are configured for service 'x'"; used in the degraded flags and the alert-only summary.
         diagnostics: when given, filled with the root-cause stage's working data (``"rca"``: an
-            ``agent.triage_rca.RCAContext``) for evaluation; nothing in the report depends on it.
+            ``agent.triage_rca.RCAContext``) and, on Ray, the engine's figures (``"engine"``: an
+            ``agent.scale.EngineReport``) for evaluation; nothing in the report depends on it.
+        engine: where the logs are read, parsed and counted: ``"local"`` (this process) or ``"ray"`` (Ray tasks
+            over shards, ``agent.scale``; same result); None = ``settings.triage.engine``.
 
     Returns:
         The report; it is produced even when the LLM, the store, the metrics or a detector fail (marked degraded).
@@ -122,6 +126,14 @@ def triage(
         tools.errors.InputError: when there is no alert and neither the logs nor the metrics hold anything usable,
             or when logs or metrics were given and none of them is usable.
     """
+    engine = engine or settings.triage.engine
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray" and logs:
+        from agent.scale import INSTALL_HINT, ray_available
+
+        if not ray_available():
+            raise InputError(INSTALL_HINT)
     run = _Run(settings, progress)
     alert_obj, alert_ref = _alert(alert, run.degraded)
     missing = dict(missing or {})
@@ -140,7 +152,15 @@ def triage(
         with run.stage("parse"):
             try:
                 parser = baseline.parser() if baseline is not None else None
-                logdata = load_logs(logs, settings, run.tick, parser=parser)
+                if engine == "ray":
+                    from agent.scale import EngineReport, load_logs_sharded
+
+                    eng = EngineReport(engine="ray")
+                    if diagnostics is not None:
+                        diagnostics["engine"] = eng
+                    logdata = load_logs_sharded(logs, settings, run.tick, parser=parser, engine="ray", report=eng)
+                else:
+                    logdata = load_logs(logs, settings, run.tick, parser=parser)
             except InputError as exc:
                 log_error = exc
         if logdata is not None:

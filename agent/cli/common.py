@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agent.settings import Settings, load_settings
 
@@ -52,5 +53,5 @@ def get_settings(ctx: typer.Context, **overrides: Any) -> Settings:
 
 def fail(message: str, code: int = EXIT_INPUT) -> typer.Exit:
     """Print ``message`` as an error on stderr and return the Exit to raise."""
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}")  # a message is text, never markup
     return typer.Exit(code)

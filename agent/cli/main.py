@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from agent import __version__
 from agent.cli.common import EXIT_INPUT, CliState, err_console
@@ -60,7 +61,7 @@ def main() -> None:
     try:
         app()
     except InputError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise SystemExit(EXIT_INPUT) from exc
 
 

@@ -47,6 +47,8 @@ def triage_command(
     window: Annotated[str | None, typer.Option("--window", help="Time window of the log detectors, e.g. 5min.")] = None,
     llm_budget: Annotated[float | None, typer.Option("--llm-budget", min=0.0, help="Seconds the triage may wait on the LLM in total.")] = None,
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Run without the LLM (marked degraded).")] = False,
+    engine: Annotated[str | None, typer.Option("--engine", help="local (default) | ray: read, parse and count as Ray tasks over shards.")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join: auto, or ray://host:port (default: start a local one).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")] = False,
 ) -> None:
     """Triage logs (and metrics): detect, group, rank, recall similar incidents and the runbook, explain.
@@ -73,12 +75,20 @@ def triage_command(
         except ValueError as exc:
             raise fail(str(exc)) from exc
     alert_obj = _read_alert(alert) if alert is not None else None
+    if engine is not None and engine not in ("local", "ray"):
+        raise fail(f"--engine must be 'local' or 'ray', got {engine!r}")
     settings = get_settings(
         ctx,
         logs={"format": log_format},
-        triage={"top_k": top_k, "window": window, "fail_on": fail_on, "llm_budget_s": llm_budget},
+        triage={"top_k": top_k, "window": window, "fail_on": fail_on, "llm_budget_s": llm_budget, "engine": engine,
+                "ray_address": ray_address},
         llm={"backend": "none"} if no_llm else {},
     )
+    if settings.triage.engine == "ray":
+        from agent.scale import INSTALL_HINT, ray_available
+
+        if not ray_available():
+            raise fail(INSTALL_HINT, EXIT_INPUT)
 
     from agent.triage import triage
 

@@ -31,8 +31,6 @@ from agent.report import (
 
 if TYPE_CHECKING:
     from agent.llm import LLMService
-    from agent.llm.schemas import Explanation as LLMExplanation
-    from agent.llm.schemas import Verdict as LLMVerdict
     from agent.llm.service import CitedText
     from tools.store import IncidentStore
     from tools.store.records import IncidentHit, RunbookHit
@@ -60,7 +58,7 @@ def finding_query(f: Finding) -> str:
 def alert_query(alert: dict[str, Any]) -> str:
     """Text that describes an alert for retrieval: its name as given (an incident listing that alert among its
     symptoms is an exact match), then its name in words, annotations and identifying label values."""
-    from tools.store.alerts import Alert, alert_query_text
+    from tools.alerts import Alert, alert_query_text
 
     a = Alert.coerce(alert)
     return "\n".join(p for p in (a.name or "", alert_query_text(a)) if p).strip()
@@ -304,7 +302,7 @@ def _guarded(stop: threading.Event, errors: list[str], fn: Callable[..., Any], *
         return None
 
 
-def _explain(llm: LLMService, f: Finding, examples: list[str] | None = None) -> LLMExplanation:
+def _explain(llm: LLMService, f: Finding, examples: list[str] | None = None) -> Explanation:
     return llm.explain([f], None, examples=examples)
 
 
@@ -330,19 +328,20 @@ def incident_examples(memory: Memory, k: int = 3) -> dict[str, list[str]]:
     return out
 
 
-def _prompt(out: Judged, res: LLMVerdict | LLMExplanation | CitedText) -> None:
+def _prompt(out: Judged, res: Verdict | Explanation | CitedText) -> None:
     if res.prompt_name and res.prompt_version:
         out.prompts[res.prompt_name] = res.prompt_version
 
 
-def _verdict(res: LLMVerdict, valid: set[str], fid: str) -> Verdict:
+def _verdict(res: Verdict, valid: set[str], fid: str) -> Verdict:
     ids = [i for i in res.evidence_ids if i in valid] or [fid]
-    return Verdict(anomalous=res.anomalous, confidence=float(min(max(res.confidence, 0.0), 1.0)),
-                   category=res.category or "unknown", reason=res.reason[:1000], source=res.source,
-                   evidence_ids=ids)
+    # One Verdict type: the LLM layer's, kept with its provenance; its evidence ids narrowed to the report's.
+    return res.model_copy(update={"confidence": float(min(max(res.confidence, 0.0), 1.0)),
+                                  "category": res.category or "unknown", "reason": res.reason[:1000],
+                                  "evidence_ids": ids})
 
 
-def _explanation(res: LLMExplanation | CitedText, valid: set[str], fid: str | None) -> Explanation | None:
+def _explanation(res: Explanation | CitedText, valid: set[str], fid: str | None) -> Explanation | None:
     text = str(res) if isinstance(res, str) else res.text
     if not text.strip():
         return None

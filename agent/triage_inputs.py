@@ -601,118 +601,53 @@ def run_log_detectors(
     return hits, ran
 
 
-MIN_FIT_WINDOWS = 6
-MAX_FLAGGED_SHARE = 0.5
-"""Anomalies are rare: a model that flags more than this share of the rows it judges does not fit the batch
-(e.g. PCA learned from too few windows), and its output is set aside with a degraded flag."""
+MIN_FIT_WINDOWS = 6  # windows a log model must be fitted on
 
 
 def _plausible(folds: list[Any], name: str, degraded: list[DegradedFlag]) -> list[Any]:
+    from detectors.thresholds import implausible
+
     kept = []
     for fold in folds:
-        scores, th = fold[0], fold[1]
-        vals = scores.to_numpy(dtype="float64")
-        share = float(np.mean(vals > th)) if vals.size else 0.0
-        if share > MAX_FLAGGED_SHARE:
-            degraded.append(DegradedFlag(component="detector", name=name, reason=(
-                f"flagged {share:.0%} of the {vals.size} rows it judged (more than {MAX_FLAGGED_SHARE:.0%}): "
-                "the model does not fit this batch; its output was set aside")))
+        why = implausible(fold[0], fold[1])
+        if why:
+            degraded.append(DegradedFlag(component="detector", name=name, reason=why))
             continue
         kept.append(fold)
     return kept
 
 
 def load_metrics(metrics: Path | str | pd.DataFrame | MetricSet) -> tuple[MetricSet, str, list[str]]:
-    """The metrics as a :class:`~tools.metrics_io.MetricSet` (one file, a directory of per-entity files, a long
-    file, or a DataFrame), its name, and reader notes."""
-    from tools.metrics_io import MetricSet, read_metric_set
+    """See :func:`tools.metrics_io.load_metric_set` (the chat tools read metrics the same way)."""
+    from tools.metrics_io import load_metric_set
 
-    if isinstance(metrics, MetricSet):
-        return metrics.model_copy(update={"frame": _naive_utc(metrics.frame)}), metrics.source, []
-    if isinstance(metrics, pd.DataFrame):
-        df = _naive_utc(metrics)
-        return (MetricSet(source="<DataFrame>", frame=df, entity_of={str(c): None for c in df.columns},
-                          metric_of={str(c): str(c) for c in df.columns}), "<DataFrame>", [])
-    ms = read_metric_set(Path(metrics))
-    ms = ms.model_copy(update={"frame": _naive_utc(ms.frame)})
-    return ms, str(metrics), [f"metrics: {line}" for line in ms.lines()]
-
-
-def _naive_utc(df: pd.DataFrame) -> pd.DataFrame:
-    """Times are compared as naive UTC throughout the triage (log formats rarely carry a zone)."""
-    if isinstance(df.index, pd.DatetimeIndex) and df.index.tz is not None:
-        df = df.copy()
-        df.index = df.index.tz_convert("UTC").tz_localize(None)
-    return df
-
-
-def robust_threshold(scores: pd.Series, k: float) -> tuple[float, float]:
-    """``(threshold, median)`` of the finite ``scores``: the detectors layer's robust rule (median + ``k`` robust
-    standard deviations) and the median that scales hit strength."""
-    from detectors.thresholds import robust_threshold as _robust
-
-    v = scores.to_numpy(dtype="float64")
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("inf"), 0.0
-    return float(_robust(v, k=k)), float(np.median(v))
+    return load_metric_set(metrics)
 
 
 def run_metric_detector(
     df: pd.DataFrame, settings: Settings, degraded: list[DegradedFlag], tick: Callable[[str, float, str], None]
 ) -> tuple[list[Hit], list[str]]:
-    """Fit the configured metric detector (``auto``) on the batch's metrics, score the same rows, and flag the
-    rows whose score is a robust outlier among the batch's scores (``settings.triage.metric_robust_k`` robust
-    standard deviations above the median score). Then explain each flagged span by channel.
-
-    Why not the detector's own ``threshold_`` here: it is a high quantile of its training scores, and in a batch
-    the training rows *are* the batch, incident included, so it would sit inside the incident. Why not cross-fitting
-    as for logs: service metrics drift (traffic ramps, disks filling slowly), so a model of the first part of the
-    batch calls the whole rest anomalous. A robust rule on the in-sample scores is immune to both as long as
-    anomalous rows are a minority.
-    """
-    from detectors import get_detector
+    """The configured metric detector (``auto``) over the batch's metrics, by the shared operation
+    (:func:`tools.metric_anomalies.detect_metric_anomalies`: in-sample scores, flagged above
+    ``settings.triage.metric_robust_k`` robust SDs of them), as hits with the channels that drove them."""
+    from tools.metric_anomalies import detect_metric_anomalies
 
     name = settings.detectors.metric_detector
     tick("metrics", 0.2, name)
-    numeric = df.select_dtypes(include="number")
-    hits: list[Hit] = []
     try:
-        det = get_detector(name, **settings.detectors.params_for(name))
-        if hasattr(det, "fit_score"):
-            scores = det.fit_score(numeric)  # in-sample scoring that keeps a window from vouching for itself
-        else:
-            det.fit(numeric)
-            scores = det.score(numeric)
-        th, med = robust_threshold(scores, settings.triage.metric_robust_k)
-        step = _step(numeric.index)
-        folds = _plausible([(scores, th, med, det)], name, degraded)
-        for scores, th, med, det in folds:
-            for h in hits_from_scores(scores, th, detector=name, source="metric", step=step, max_gap=2, median=med):
-                if h.strength < settings.triage.min_strength:
-                    continue
-                try:
-                    contrib = det.explain(numeric, (h.start, h.end - step))
-                except Exception as exc:  # noqa: BLE001 - an explanation is extra evidence, not a requirement
-                    logger.info("explain failed for %s: %s", name, exc)
-                    contrib = pd.Series(dtype="float64")
-                top = contrib[contrib > 0].head(MAX_CHANNELS_PER_HIT)
-                h.channels = [str(c) for c in top.index]
-                h.contributions = {str(c): float(v) for c, v in top.items()}
-                hits.append(h)
+        found = detect_metric_anomalies(df, name, settings.detectors.params_for(name),
+                                        robust_k=settings.triage.metric_robust_k,
+                                        min_strength=settings.triage.min_strength, max_channels=MAX_CHANNELS_PER_HIT)
     except Exception as exc:  # noqa: BLE001
         logger.warning("metric detector %s failed: %s", name, exc)
         degraded.append(DegradedFlag(component="detector", name=name, reason=_short(exc)))
         return [], []
+    if found.implausible:
+        degraded.append(DegradedFlag(component="detector", name=name, reason=found.implausible))
+    hits = [Hit(source="metric", detector=name, start=sp.start, end=sp.end, score=sp.peak, strength=sp.strength,
+                channels=sp.channels, contributions=dict(sp.contributions)) for sp in found.spans]
     tick("metrics", 1.0, f"{len(hits)} hits")
     return hits, [name]
-
-
-def _step(index: pd.Index) -> pd.Timedelta:
-    if isinstance(index, pd.DatetimeIndex) and len(index) > 1:
-        d = np.diff(index.asi8)
-        return pd.Timedelta(int(np.median(d)), unit="ns")
-    return pd.Timedelta(minutes=1)
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -74,43 +74,6 @@ class Group:
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def hit_strength(peak: float, threshold: float, median: float) -> float:
-    """Scale-free strength in 0..1 of a peak score (0.5 at the threshold, see the module docstring)."""
-    if not math.isfinite(peak):
-        return 0.0
-    spread = threshold - median
-    if not math.isfinite(spread) or spread <= 0:
-        spread = abs(threshold) if math.isfinite(threshold) and threshold != 0 else 1.0
-    return float(min(1.0, max(0.0, 0.5 + 0.5 * math.tanh((peak - threshold) / spread))))
-
-
-def spans_from_scores(
-    scores: pd.Series, threshold: float, step: pd.Timedelta, *, max_gap: int = 1
-) -> list[tuple[pd.Timestamp, pd.Timestamp, float]]:
-    """Runs of ``scores > threshold`` as ``(start, end, peak)``; ``end`` is the last flagged row + ``step``.
-
-    Flagged rows separated by at most ``max_gap`` unflagged rows form one span. NaN never flags.
-    """
-    s = scores.astype("float64")
-    flagged = np.flatnonzero((s.to_numpy() > threshold) & np.isfinite(s.to_numpy()))
-    if flagged.size == 0:
-        return []
-    out: list[tuple[pd.Timestamp, pd.Timestamp, float]] = []
-    run_start = prev = int(flagged[0])
-    for i in flagged[1:]:
-        i = int(i)
-        if i - prev > max_gap + 1:
-            out.append(_span(s, run_start, prev, step))
-            run_start = i
-        prev = i
-    out.append(_span(s, run_start, prev, step))
-    return out
-
-
-def _span(s: pd.Series, a: int, b: int, step: pd.Timedelta) -> tuple[pd.Timestamp, pd.Timestamp, float]:
-    return pd.Timestamp(s.index[a]), pd.Timestamp(s.index[b]) + step, float(np.nanmax(s.to_numpy()[a : b + 1]))
-
-
 def hits_from_scores(
     scores: pd.Series,
     threshold: float,
@@ -123,14 +86,18 @@ def hits_from_scores(
 ) -> list[Hit]:
     """Turn a detector's per-row scores into hits (evidence attached later).
 
-    ``median``: the detector's median training score (the scale of ``hit_strength``); default: of ``scores``.
+    ``median``: the detector's median training score (the scale of the strength); default: of ``scores``. Spans
+    and strength by the shared rules (``detectors.thresholds.score_spans`` / ``span_strength``).
     """
+    from detectors.thresholds import score_spans, span_strength
+
     if median is None:
         finite = scores[np.isfinite(scores.to_numpy(dtype="float64"))]
         median = float(finite.median()) if len(finite) else 0.0
     return [
-        Hit(source=source, detector=detector, start=a, end=b, score=peak, strength=hit_strength(peak, threshold, median))
-        for a, b, peak in spans_from_scores(scores, threshold, step, max_gap=max_gap)
+        Hit(source=source, detector=detector, start=pd.Timestamp(a), end=pd.Timestamp(b), score=peak,
+            strength=span_strength(peak, threshold, median))
+        for a, b, peak, _, _ in score_spans(scores, threshold, step, max_gap=max_gap)
     ]
 
 

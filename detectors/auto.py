@@ -29,7 +29,7 @@ import pandas as pd
 from detectors._prep import Scaler, batches, spread_windows, train_val_split, windows
 from detectors.base import TimeSeriesDetector, _normalise_contrib, _span_rows
 from detectors.classical import _Scaled
-from detectors.thresholds import ThresholdMethod, robust_threshold
+from detectors.thresholds import ThresholdMethod
 
 
 class WindowKNN(_Scaled):
@@ -275,7 +275,8 @@ class AutoDetector(TimeSeriesDetector):
     def fit_score(self, X: pd.DataFrame) -> pd.Series:
         """Fit on ``X`` and score ``X`` itself without letting a window vouch for itself (see
         ``WindowKNN._self_scores``); ``threshold_`` is then set from these in-sample scores. Use it when there is no
-        separate training data (``anomalist detect`` without ``--train``), ideally with ``threshold="robust"``."""
+        separate training data; judge these scores by a robust rule (``tools.metric_anomalies``), since the training
+        rows are the judged rows."""
         self.fit(X)
         Xv = self._validate(X, fitting=False)
         a, mask = self._as_array(Xv)
@@ -288,11 +289,7 @@ class AutoDetector(TimeSeriesDetector):
         n = ok.sum(axis=1)
         s = np.divide(np.where(ok, m, 0.0).sum(axis=1), n, out=np.full(len(m), np.nan), where=n > 0)
         s[mask.all(axis=1)] = np.nan
-        if self.threshold == "robust":
-            # Spread-back window scores vary smoothly, so their robust spread is wide: 3 robust SDs, not 6.
-            self.threshold_ = robust_threshold(s[np.isfinite(s)], k=3.0)
-        else:
-            self._set_threshold(s[np.isfinite(s)])
+        self._set_threshold(s[np.isfinite(s)])
         return pd.Series(s, index=X.index, name=self.name, dtype="float64")
 
     def member_scores(self, X: pd.DataFrame) -> pd.DataFrame:

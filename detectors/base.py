@@ -83,6 +83,12 @@ class Detector(ABC):
     def score(self, X: Any) -> pd.Series:
         """Per-row anomaly scores, higher = more anomalous."""
 
+    def fit_score(self, X: Any) -> pd.Series:
+        """Fit on ``X`` and score ``X`` itself (for data without separate training rows). This default is
+        ``fit(X).score(X)``; a detector whose in-sample scores would let a row vouch for itself overrides it
+        (``auto``: a window's own neighbourhood is left out)."""
+        return self.fit(X).score(X)
+
     @abstractmethod
     def explain(self, X: Any, span: Any = None) -> pd.Series:
         """Contributions (channels or templates) to the scores of ``span``, non-negative, summing to 1."""

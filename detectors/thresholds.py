@@ -1,4 +1,7 @@
-"""Thresholds on anomaly scores: a quantile of training scores, and POT/SPOT (extreme value theory).
+"""Thresholds on anomaly scores, and what follows from them: a quantile of training scores, POT/SPOT (extreme value
+theory), the robust rule for scores of the data a model was fitted on, anomalous spans and their strength.
+
+This module is the one home of these rules: the triage, the chat tools and ``anomalist detect`` all call it.
 
 POT/SPOT follow Siffer et al., "Anomaly Detection in Streams with Extreme Value Theory" (KDD 2017): the excesses
 of the scores over a high initial threshold ``t`` are modelled by a generalised Pareto distribution (GPD), and the
@@ -12,11 +15,16 @@ import math
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 logger = logging.getLogger(__name__)
 
 ThresholdMethod = Literal["quantile", "pot", "robust"]
+
+MAX_FLAGGED_SHARE = 0.5
+"""Anomalies are rare: a model that flags more than this share of the rows it judges does not fit the data (e.g.
+PCA learned from too few windows); its output is set aside (see :func:`implausible`)."""
 
 
 def quantile_threshold(scores: np.ndarray, q: float = 0.99) -> float:
@@ -89,6 +97,64 @@ def robust_threshold(scores: np.ndarray, k: float = 6.0) -> float:
     if mad <= 0:
         mad = float(np.std(finite)) or 1e-12
     return med + k * mad
+
+
+def robust_bounds(scores: np.ndarray | pd.Series, k: float) -> tuple[float, float]:
+    """``(threshold, median)`` of the finite ``scores`` by :func:`robust_threshold` (``inf`` and 0 when none is
+    finite); the median is the scale of :func:`span_strength`."""
+    v = np.asarray(scores, dtype="float64")
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("inf"), 0.0
+    return float(robust_threshold(v, k=k)), float(np.median(v))
+
+
+def implausible(scores: np.ndarray | pd.Series, threshold: float, max_share: float = MAX_FLAGGED_SHARE) -> str | None:
+    """Why scores flagged at ``threshold`` cannot be trusted (more than ``max_share`` of the rows flagged), or None."""
+    v = np.asarray(scores, dtype="float64")
+    share = float(np.mean(v > threshold)) if v.size else 0.0
+    if share <= max_share:
+        return None
+    return (f"flagged {share:.0%} of the {v.size} rows it judged (more than {max_share:.0%}): the model does not "
+            "fit this data; its output was set aside")
+
+
+def span_strength(peak: float, threshold: float, median: float) -> float:
+    """Scale-free strength in 0..1 of a span's peak score: ``0.5 + 0.5 * tanh((peak - th) / (th - median))``, so
+    0.5 at the threshold and near 1 at twice its distance from the median. NaN or infinite peaks have strength 0."""
+    if not math.isfinite(peak):
+        return 0.0
+    spread = threshold - median
+    if not math.isfinite(spread) or spread <= 0:
+        spread = abs(threshold) if math.isfinite(threshold) and threshold != 0 else 1.0
+    return float(min(1.0, max(0.0, 0.5 + 0.5 * math.tanh((peak - threshold) / spread))))
+
+
+def score_spans(scores: pd.Series, threshold: float, step: pd.Timedelta | None = None, *,
+                max_gap: int = 1) -> list[tuple[pd.Timestamp, pd.Timestamp, float, int, int]]:
+    """Runs of ``scores > threshold`` as ``(start, end, peak, first row, last row)``; ``end`` is the last flagged
+    row's index + ``step`` (the end of its bin; without ``step`` the last flagged row's index itself).
+
+    Flagged rows separated by at most ``max_gap`` unflagged rows form one span. NaN never flags.
+    """
+    v = scores.to_numpy(dtype="float64")
+    flagged = np.flatnonzero((v > threshold) & np.isfinite(v))
+    if flagged.size == 0:
+        return []
+    runs: list[tuple[int, int]] = []
+    run_start = prev = int(flagged[0])
+    for i in flagged[1:]:
+        i = int(i)
+        if i - prev > max_gap + 1:
+            runs.append((run_start, prev))
+            run_start = i
+        prev = i
+    runs.append((run_start, prev))
+    out = []
+    for a, b in runs:
+        end = scores.index[b] + step if step is not None else scores.index[b]
+        out.append((scores.index[a], end, float(np.nanmax(v[a: b + 1])), a, b))
+    return out
 
 
 def fit_threshold(scores: np.ndarray, method: ThresholdMethod = "quantile", q: float = 0.99) -> float:

@@ -123,3 +123,32 @@ def test_resolve_time_forms() -> None:
     assert resolve_time("2026-11-03T00:15:00Z", d0, d1) == pd.Timestamp("2026-11-03 00:15")
     with pytest.raises(ValueError, match="clock time"):
         resolve_time("soon", d0, d1)
+
+
+def test_chat_metric_tool_reports_the_spans_the_triage_reports(tmp_path: Path) -> None:
+    """One operation behind both: the chat tool's spans are the triage's metric hits, same edges and channels."""
+    from agent.settings import Settings
+    from agent.triage_inputs import load_metrics, run_metric_detector
+    from tools.metric_tools import MetricAnomalyTool
+
+    rng = np.random.default_rng(3)
+    idx = pd.date_range("2026-01-01 10:00", periods=300, freq="1min")
+    df = pd.DataFrame({"checkout_latency_ms": 100 + rng.normal(0, 3, 300), "cpu_pct": 40 + rng.normal(0, 2, 300),
+                       "rps": 200 + rng.normal(0, 5, 300)}, index=idx)
+    df.iloc[150:158, 0] += 120  # a latency jump of 40 SDs for 8 minutes
+    csv = tmp_path / "m.csv"
+    df.to_csv(csv, index_label="timestamp")
+    s = Settings(data_dir=str(tmp_path), llm={"backend": "none"})
+    name = s.detectors.metric_detector
+    mset, _, _ = load_metrics(csv)
+    hits, _ = run_metric_detector(mset.frame, s, [], lambda *a: None)
+    ws = LogWorkspace(sources={}, metrics={"m": str(csv)})
+    out = MetricAnomalyTool(ws, name, s.detectors.params_for(name), robust_k=s.triage.metric_robust_k,
+                            min_strength=s.triage.min_strength)()
+    assert hits and out["status"] == "ok", out
+    assert sorted((sp["start"], sp["end"]) for sp in out["spans"]) == sorted(
+        (h.start.isoformat(), h.end.isoformat()) for h in hits)
+    strongest = out["spans"][0]
+    top = max(hits, key=lambda h: h.score)
+    assert strongest["start"] <= idx[150].isoformat() < strongest["end"]
+    assert list(strongest["drivers"])[0] == top.channels[0] == "checkout_latency_ms"

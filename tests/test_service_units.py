@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from agent.report import Explanation, TriageReport, Versions
-from agent.service.alerts import Alert, AlertLedger, AlertmanagerWebhook, resolve_service, slack_blocks
+from agent.service.alerts import AlertLedger, resolve_service, slack_blocks
 from agent.service.jobs import JobManager, QueueFull
 from agent.service.reports import ReportStore, valid_report_id
 from agent.service.security import exposure_warning, is_loopback
+from tools.alerts import Alert, AlertmanagerWebhook
 
 
 def _alert(fp: str = "abc", status: str = "firing") -> Alert:

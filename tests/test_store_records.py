@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tools.alerts import Alert, alert_query_text, url_name
 from tools.store import (
     Incident,
     StoreFilters,
@@ -15,7 +16,6 @@ from tools.store import (
     incident_from_report,
     render_template,
 )
-from tools.store.alerts import Alert, alert_query_text, url_name
 from tools.store.documents import embedding_text, incident_passage
 from tools.store.runbook_md import canonical_section, parse_runbook_markdown
 from tools.store.store import where_from_filters

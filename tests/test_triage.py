@@ -228,17 +228,22 @@ def test_llm_slow_is_cut_by_the_budget(tmp_path: Path, stalling_server: str) -> 
 
 # ---- ranking helpers on hand-built input -------------------------------------------------------------------------
 def test_spans_from_scores_and_strength() -> None:
-    from agent.triage_rank import hit_strength, spans_from_scores
+    from detectors.thresholds import implausible, robust_bounds, score_spans, span_strength
 
     idx = pd.date_range("2026-01-01", periods=10, freq="5min")
     s = pd.Series([0, 0, 5, 6, np.nan, 0, 0, 0, 7, 0], index=idx, dtype="float64")
-    spans = spans_from_scores(s, 1.0, pd.Timedelta("5min"), max_gap=1)
-    assert [(a, b, p) for a, b, p in spans] == [
-        (idx[2], idx[3] + pd.Timedelta("5min"), 6.0), (idx[8], idx[8] + pd.Timedelta("5min"), 7.0)]
-    assert spans_from_scores(s, 1.0, pd.Timedelta("5min"), max_gap=4)[0][1] == idx[8] + pd.Timedelta("5min")
-    assert hit_strength(1.0, 1.0, 0.0) == pytest.approx(0.5)
-    assert hit_strength(10.0, 1.0, 0.0) > 0.99
-    assert hit_strength(float("nan"), 1.0, 0.0) == 0.0
+    spans = score_spans(s, 1.0, pd.Timedelta("5min"), max_gap=1)
+    assert [(a, b, p, i, j) for a, b, p, i, j in spans] == [
+        (idx[2], idx[3] + pd.Timedelta("5min"), 6.0, 2, 3), (idx[8], idx[8] + pd.Timedelta("5min"), 7.0, 8, 8)]
+    assert score_spans(s, 1.0, pd.Timedelta("5min"), max_gap=4)[0][1] == idx[8] + pd.Timedelta("5min")
+    assert score_spans(s, 1.0)[0][1] == idx[3]  # without a step, the last flagged row
+    assert span_strength(1.0, 1.0, 0.0) == pytest.approx(0.5)
+    assert span_strength(10.0, 1.0, 0.0) > 0.99
+    assert span_strength(float("nan"), 1.0, 0.0) == 0.0
+    assert robust_bounds(np.array([np.nan]), 5.0) == (float("inf"), 0.0)
+    th, med = robust_bounds(s, 5.0)
+    assert med == 0.0 and th > 0.0  # zero MAD falls back to the standard deviation, not to a zero-width band
+    assert implausible(s, 1.0) is None and "set aside" in str(implausible(s, -1.0))
 
 
 def test_group_and_score() -> None:

@@ -1,11 +1,10 @@
 """LangChain tool over metrics: ``detect_metric_anomalies`` in a time range (the configured detector).
 
-The detector is fitted on the whole series of the named source (so the range is judged against the rest) and
-scores the same rows (higher = more anomalous). A row is anomalous when its score is a robust outlier among the
-series' scores (median + ``robust_k`` x 1.4826 x MAD): the detector's own ``threshold_`` is a high quantile of its
-training scores, and here the training rows include the incident, so it would sit inside it (the triage pipeline
-uses the same rule). The anomalous spans that overlap the asked range come back with the channels that drove them
-(``Detector.explain``).
+It answers from the same operation as the triage (:func:`tools.metric_anomalies.detect_metric_anomalies`: the
+detector fitted on the whole series of the named source, in-sample scores flagged above ``robust_k`` robust SDs of
+them, spans that may bridge ``MAX_GAP`` quiet rows, weak spans dropped, each explained by its channels), on the
+metrics read the same way (:func:`tools.metrics_io.load_metric_set`), so the chat and the triage report the same
+spans. The spans that overlap the asked range come back with their driving channels and values before and during.
 """
 
 from __future__ import annotations
@@ -24,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.errors import InputError
 from tools.log_tools import LogWorkspace, ToolPayload, error, no_data, ok, resolve_time
+from tools.metric_anomalies import MetricAnomalies, detect_metric_anomalies
 
 logger = logging.getLogger(__name__)
 
 MAX_SPANS = 10
+DRIVERS_SHOWN = 3
 
 
 class MetricAnomalyArgs(BaseModel):
@@ -39,53 +40,27 @@ class MetricAnomalyArgs(BaseModel):
     source: str | None = Field(None, description="Metrics source name; omitted = the only (or first) one")
 
 
-def robust_threshold(scores: pd.Series, k: float) -> tuple[float, float]:
-    """``(median + k * 1.4826 * MAD, median)`` of the finite ``scores`` (``k`` robust SDs above the median)."""
-    v = scores.to_numpy(dtype="float64")
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("inf"), 0.0
-    med = float(np.median(v))
-    scale = 1.4826 * float(np.median(np.abs(v - med)))
-    if scale <= 1e-12:
-        scale = float(np.std(v)) or 1.0
-    return med + k * scale, med
-
-
-def _spans(flags: np.ndarray, index: pd.DatetimeIndex) -> list[tuple[int, int]]:
-    """Runs of True in ``flags`` as (first row, last row) pairs."""
-    out: list[tuple[int, int]] = []
-    start = None
-    for i, flag in enumerate(flags):
-        if flag and start is None:
-            start = i
-        elif not flag and start is not None:
-            out.append((start, i - 1))
-            start = None
-    if start is not None:
-        out.append((start, len(flags) - 1))
-    return out
-
-
 class MetricAnomalyTool:
-    """Fits the detector once per (source, channels, file version) and answers range questions from its scores.
+    """Runs the shared detection once per (source, channels, file version) and answers range questions from it.
 
     Args:
         ws: the workspace whose ``metrics`` sources may be read.
         detector: a registered time-series detector name (``auto`` = the ensemble).
         detector_params: parameters of that detector (e.g. seed).
         robust_k: robust standard deviations above the median score that make a row anomalous.
-        max_cached: fitted results kept.
+        min_strength: spans weaker than this are not reported (the triage's ``min_strength``).
+        max_cached: results kept.
     """
 
     def __init__(self, ws: LogWorkspace, detector: str = "auto", detector_params: dict[str, Any] | None = None,
-                 robust_k: float = 5.0, max_cached: int = 4):
+                 robust_k: float = 5.0, min_strength: float = 0.0, max_cached: int = 4):
         self.ws = ws
         self.detector = detector
         self.detector_params = detector_params or {}
         self.robust_k = robust_k
+        self.min_strength = min_strength
         self.max_cached = max_cached
-        self._cache: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, pd.Series, float, float, Any]] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, MetricAnomalies]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _path(self, source: str | None) -> tuple[str, Path]:
@@ -99,10 +74,8 @@ class MetricAnomalyTool:
             raise ValueError(f"unknown metrics source {source!r}; known: {', '.join(sorted(self.ws.metrics))}")
         return name, Path(self.ws.metrics[name])
 
-    def _scored(self, source: str | None, channels: list[str] | None) -> tuple[pd.DataFrame, pd.Series, float, float,
-                                                                                 Any, list[str]]:
-        from detectors import get_detector
-        from tools.metrics_io import read_metrics
+    def _scored(self, source: str | None, channels: list[str] | None) -> tuple[pd.DataFrame, MetricAnomalies, list[str]]:
+        from tools.metrics_io import load_metric_set
 
         name, path = self._path(source)
         stat = path.stat()
@@ -110,34 +83,26 @@ class MetricAnomalyTool:
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
-                frame, scores, thr, med, det = self._cache[key]
-                return frame, scores, thr, med, det, []
-            frame, report = read_metrics(path)
-            notes = report.lines() if hasattr(report, "lines") else []
-            numeric = frame.select_dtypes(include="number")
+                frame, found = self._cache[key]
+                return frame, found, []
+            mset, _, notes = load_metric_set(path)
+            numeric = mset.frame.select_dtypes(include="number")
             if channels:
                 unknown = [c for c in channels if c not in numeric.columns]
                 if unknown:
                     raise ValueError(f"unknown channels {unknown}; available: {', '.join(map(str, numeric.columns))}")
                 numeric = numeric[channels]
-            det = get_detector(self.detector, **self.detector_params)
-            if hasattr(det, "fit_score"):
-                # In-sample scores where a window cannot vouch for itself (the detector's own protocol for data
-                # without separate training rows).
-                scores = det.fit_score(numeric)
-            else:
-                det.fit(numeric)
-                scores = det.score(numeric)
-            thr, med = robust_threshold(scores, self.robust_k)
-            self._cache[key] = (numeric, scores, thr, med, det)
+            found = detect_metric_anomalies(numeric, self.detector, self.detector_params, robust_k=self.robust_k,
+                                            min_strength=self.min_strength)
+            self._cache[key] = (numeric, found)
             while len(self._cache) > self.max_cached:
                 self._cache.popitem(last=False)
-            return numeric, scores, thr, med, det, notes
+            return numeric, found, notes
 
     def __call__(self, start: str | None = None, end: str | None = None, channels: list[str] | None = None,
                  source: str | None = None) -> ToolPayload:
         try:
-            frame, scores, thr, med, det, notes = self._scored(source, channels)
+            frame, found, notes = self._scored(source, channels)
         except InputError as exc:
             return error(f"the metrics cannot be used: {exc}")
         if frame.empty or not isinstance(frame.index, pd.DatetimeIndex):
@@ -147,34 +112,29 @@ class MetricAnomalyTool:
         hi = resolve_time(end, d0, d1) if end else d1
         if lo > hi:
             return error(f"start {lo} is after end {hi}; swap them")
-        values = scores.to_numpy(dtype=float)
-        flags = np.nan_to_num(values, nan=-np.inf) > thr
+        thr, med, scores = found.threshold, found.median, found.scores
         spans = []
-        for a, b in _spans(flags, frame.index):
-            s_start, s_end = frame.index[a], frame.index[b]
-            if s_end < lo or s_start > hi:
+        for sp in found.spans:
+            s_start, s_last = frame.index[sp.first], frame.index[sp.last]
+            if s_last < lo or s_start > hi:
                 continue
-            peak = float(np.nanmax(values[a: b + 1]))
-            try:
-                contrib = det.explain(frame, (s_start, s_end))
-                drivers = {str(k): round(float(v), 3) for k, v in contrib.head(3).items() if v > 0}
-            except Exception as exc:  # noqa: BLE001 - an explanation is extra, the span stands without it
-                logger.debug("explain failed: %s", exc)
-                drivers = {}
-            window = frame.loc[s_start:s_end]
+            drivers = {c: round(v, 3) for c, v in list(sp.contributions.items())[:DRIVERS_SHOWN]}
+            window = frame.loc[s_start:s_last]
             before = frame.loc[: s_start].iloc[:-1].tail(30)
             changes = {
                 ch: {"before_mean": _r(before[ch].mean()), "span_mean": _r(window[ch].mean()),
                      "span_max": _r(window[ch].max())}
                 for ch in drivers
             }
-            spans.append({"start": s_start.isoformat(), "end": s_end.isoformat(), "rows": b - a + 1,
-                          "peak_score": round(peak, 4),
+            spans.append({"start": sp.start.isoformat(), "end": sp.end.isoformat(), "rows": sp.rows,
+                          "peak_score": round(sp.peak, 4),
                           # 1.0 = at the threshold; 2.0 = twice as far above the median score as the threshold.
-                          "strength": round((peak - med) / (thr - med), 2) if thr > med else None,
+                          "strength": round((sp.peak - med) / (thr - med), 2) if thr > med else None,
                           "drivers": drivers, "values": changes})
         spans.sort(key=lambda s: -s["peak_score"])
         rng = {"start": lo.isoformat(), "end": hi.isoformat()}
+        if found.implausible:
+            return no_data(f"the {self.detector} detector does not fit these metrics: {found.implausible}", range=rng)
         if not spans:
             in_range = scores[(scores.index >= lo) & (scores.index <= hi)]
             top = float(in_range.max()) if len(in_range) and not in_range.isna().all() else None
@@ -197,9 +157,10 @@ def _r(value: Any) -> float | None:
 
 
 def make_metric_tools(ws: LogWorkspace, detector: str = "auto", detector_params: dict[str, Any] | None = None,
-                      robust_k: float = 5.0) -> list[BaseTool]:
+                      robust_k: float = 5.0, min_strength: float = 0.0) -> list[BaseTool]:
     """The metric tools bound to ``ws.metrics``."""
-    run: Callable[..., ToolPayload] = MetricAnomalyTool(ws, detector, detector_params, robust_k=robust_k)
+    run: Callable[..., ToolPayload] = MetricAnomalyTool(ws, detector, detector_params, robust_k=robust_k,
+                                                        min_strength=min_strength)
     names = ", ".join(sorted(ws.metrics)) or "(none)"
     return [
         StructuredTool.from_function(

@@ -423,3 +423,25 @@ def _assemble_set(source: str, frames: dict[str, pd.DataFrame], reports: list[Me
     frame = frame.astype("float64")
     return MetricSet(source=source, frame=frame, entity_of=entity_of, metric_of=metric_of, reports=reports,
                      skipped=skipped, step=None if step is None else f"{int(step.total_seconds())}s", layout=layout)
+
+
+def load_metric_set(metrics: str | Path | pd.DataFrame | MetricSet) -> tuple[MetricSet, str, list[str]]:
+    """Metrics as the triage and the chat tools judge them: a :class:`MetricSet` (from one file, a directory of
+    per-entity files, a long file, or a DataFrame) with its times as naive UTC (log formats rarely carry a zone,
+    so times are compared as naive UTC throughout), its name, and reader notes."""
+    if isinstance(metrics, MetricSet):
+        return metrics.model_copy(update={"frame": _naive_utc(metrics.frame)}), metrics.source, []
+    if isinstance(metrics, pd.DataFrame):
+        df = _naive_utc(metrics)
+        return (MetricSet(source="<DataFrame>", frame=df, entity_of={str(c): None for c in df.columns},
+                          metric_of={str(c): str(c) for c in df.columns}), "<DataFrame>", [])
+    ms = read_metric_set(Path(metrics))
+    ms = ms.model_copy(update={"frame": _naive_utc(ms.frame)})
+    return ms, str(metrics), [f"metrics: {line}" for line in ms.lines()]
+
+
+def _naive_utc(df: pd.DataFrame) -> pd.DataFrame:
+    if isinstance(df.index, pd.DatetimeIndex) and df.index.tz is not None:
+        df = df.copy()
+        df.index = df.index.tz_convert("UTC").tz_localize(None)
+    return df

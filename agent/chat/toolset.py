@@ -143,7 +143,8 @@ def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: di
     if metrics:
         tools.extend(make_metric_tools(ws, settings.detectors.metric_detector,
                                        settings.detectors.params_for(settings.detectors.metric_detector),
-                                       robust_k=settings.triage.metric_robust_k))
+                                       robust_k=settings.triage.metric_robust_k,
+                                       min_strength=settings.triage.min_strength))
     else:
         notes.append("No metrics are configured.")
     mem = memory_tools(store)

@@ -7,10 +7,22 @@ Public API:
 - ``SemanticPrior`` (``agent.llm.prior``): zero-shot failure-vs-normal score from embeddings.
 """
 
-from agent.llm.backends import make_chat_model, probe_server
+from typing import Any
+
 from agent.llm.errors import LLMError, LLMOutputError, LLMTimeout, LLMUnavailable
 from agent.llm.schemas import Explanation, LogFindingInput, MetricFindingInput, Verdict
-from agent.llm.service import LLMService
+
+_LAZY = {"make_chat_model": "agent.llm.backends", "probe_server": "agent.llm.backends", "LLMService": "agent.llm.service"}
+
+
+def __getattr__(name: str) -> Any:
+    """The backends and the service load on first use: the report imports the schemas without them."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Explanation",

@@ -242,7 +242,7 @@ def generated_explanation(svc: LLMService, rendered: RenderedPrompt, ids: list[s
         raise LLMOutputError("the model returned an empty explanation")
     cited = [str(i) for i in data.get("evidence_ids", []) or [] if str(i) in ids]
     steps = [str(s)[:160] for s in (data.get("next_steps") or []) if str(s).strip()][:3]
-    return Explanation(text=text[:1200], evidence_ids=list(dict.fromkeys(cited)) or ids[:1],
+    return Explanation(text=text[:1200], evidence_ids=list(dict.fromkeys(cited)) or ids[:1], source="llm",
                        likely_cause=str(data.get("likely_cause", ""))[:200], next_steps=steps)
 
 
@@ -267,4 +267,4 @@ def _plain_explanation(svc: LLMService, rendered: RenderedPrompt, ids: list[str]
         raise LLMOutputError("the model returned an empty explanation")
     given = set(ids)
     cited = [m for m in dict.fromkeys(_ID.findall(text)) if m in given]
-    return Explanation(text=text[:1200], evidence_ids=cited or ids[:1])
+    return Explanation(text=text[:1200], evidence_ids=cited or ids[:1], source="llm")

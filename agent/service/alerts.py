@@ -1,4 +1,5 @@
-"""The Alertmanager webhook (payload version 4): models, duplicate detection, the alert ledger, Slack blocks."""
+"""The service side of the Alertmanager webhook: which service an alert is about, the alert ledger (duplicate
+detection), Slack blocks. The alert and webhook models are :mod:`tools.alerts`."""
 
 from __future__ import annotations
 
@@ -8,55 +9,15 @@ import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from agent.report import TriageReport
+from tools.alerts import Alert
 
 logger = logging.getLogger(__name__)
 
 # Labels that may name the service an alert is about, most specific first.
 SERVICE_LABELS = ("service", "app", "app_kubernetes_io_name", "container", "job", "deployment", "namespace")
-
-
-class Alert(BaseModel):
-    """One alert of an Alertmanager webhook (unknown extra fields are kept: Alertmanager adds some over time)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime  # noqa: N815 - Alertmanager's field names
-    endsAt: datetime | None = None  # noqa: N815
-    generatorURL: str | None = None  # noqa: N815
-    fingerprint: str = Field(min_length=1, max_length=128)
-
-    @property
-    def name(self) -> str:
-        return self.labels.get("alertname", "unnamed-alert")
-
-    def dedup_key(self) -> str:
-        """Alertmanager redelivers the same alert with the same fingerprint and startsAt."""
-        return f"{self.fingerprint}|{self.startsAt.isoformat()}"
-
-
-class AlertmanagerWebhook(BaseModel):
-    """The webhook body Alertmanager POSTs (version 4)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    version: Literal["4"]
-    status: Literal["firing", "resolved"]
-    receiver: str = ""
-    groupKey: str = ""  # noqa: N815
-    truncatedAlerts: int = 0  # noqa: N815
-    groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)  # noqa: N815
-    externalURL: str = ""  # noqa: N815
-    alerts: list[Alert] = Field(min_length=1, max_length=1000)
 
 
 def resolve_service(alert: Alert, known: set[str]) -> tuple[str | None, bool]:
@@ -142,8 +103,8 @@ class AlertLedger:
         """Append one event (firing, resolved, duplicate, report, failed, posted) to the ledger file."""
         rec: dict[str, Any] = {"at": datetime.now(timezone.utc).isoformat(), "event": event}
         if alert is not None:
-            rec.update(key=alert.dedup_key(), alertname=alert.name, fingerprint=alert.fingerprint,
-                       startsAt=alert.startsAt.isoformat(),
+            rec.update(key=alert.dedup_key(), alertname=alert.display_name, fingerprint=alert.fingerprint,
+                       startsAt=alert.startsAt.isoformat() if alert.startsAt else None,
                        endsAt=alert.endsAt.isoformat() if alert.endsAt else None)
         rec.update(fields)
         line = json.dumps(rec, default=str)
@@ -176,7 +137,7 @@ def slack_blocks(report: TriageReport, alert: Alert, report_url: str) -> dict[st
         report_url: where the full report can be read.
     """
     sev = report.severity.upper()
-    title = f"[{sev}] {alert.name}: {alert.annotations.get('summary', '')}".strip().rstrip(":")
+    title = f"[{sev}] {alert.display_name}: {alert.annotations.get('summary', '')}".strip().rstrip(":")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": _cut(report.summary.text, 2900)}},

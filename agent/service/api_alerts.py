@@ -10,9 +10,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from agent.service.alerts import AlertmanagerWebhook
 from agent.service.jobs import QueueFull
 from agent.service.runtime import ServiceRuntime
+from tools.alerts import AlertmanagerWebhook
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def build_router(runtime: ServiceRuntime, auth: Any) -> APIRouter:
         resolved: list[dict[str, Any]] = []
         refused: list[dict[str, Any]] = []
         for alert in payload.alerts:
-            ident = {"alertname": alert.name, "fingerprint": alert.fingerprint,
-                     "startsAt": alert.startsAt.isoformat()}
+            ident = {"alertname": alert.display_name, "fingerprint": alert.fingerprint,
+                     "startsAt": alert.startsAt.isoformat() if alert.startsAt else None}
             if not runtime.ledger.claim(alert):
                 runtime.metrics.alerts.labels(alert.status, "duplicate").inc()
                 duplicates.append(ident)
@@ -59,7 +59,7 @@ def build_router(runtime: ServiceRuntime, auth: Any) -> APIRouter:
                 continue
             try:
                 job, _ = runtime.jobs.submit("alert", runtime.alert_work(alert, base_url),
-                                             detail={"alertname": alert.name, "fingerprint": alert.fingerprint})
+                                             detail={"alertname": alert.display_name, "fingerprint": alert.fingerprint})
             except QueueFull as exc:
                 runtime.ledger.forget(alert)  # so Alertmanager's retry is processed, not taken for a duplicate
                 runtime.metrics.alerts.labels("firing", "refused").inc()

@@ -19,11 +19,12 @@ import pandas as pd
 from langchain_core.callbacks import BaseCallbackHandler
 
 from agent.report import TriageReport
-from agent.service.alerts import SERVICE_LABELS, Alert, AlertLedger, resolve_service, slack_blocks
+from agent.service.alerts import SERVICE_LABELS, AlertLedger, resolve_service, slack_blocks
 from agent.service.jobs import Job, JobManager
 from agent.service.metrics import ServiceMetrics
 from agent.service.reports import ReportStore
 from agent.settings import Settings
+from tools.alerts import Alert
 from tools.errors import InputError
 from tools.metrics_io import read_metrics
 
@@ -231,7 +232,7 @@ class ServiceRuntime:
                     if not logs and metrics is None:
                         raise
                     why = f"the configured sources of service {service!r} hold nothing usable: {exc}"
-                    logger.warning("alert %s: %s; reporting on the alert alone", alert.name, why)
+                    logger.warning("alert %s: %s; reporting on the alert alone", alert.display_name, why)
                     logs, metrics = [], None
                     report = self.run_triage("alert", None, None, alert_dict, {"logs": why, "metrics": why})
             except InputError as exc:

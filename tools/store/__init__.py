@@ -11,7 +11,7 @@ Public API:
 The embedded store is for one writer process; several processes share memory through a ``chroma run`` server.
 """
 
-from tools.store.alerts import Alert, alert_query_text, alerts_from_payload, render_template
+from tools.alerts import Alert, alert_query_text, alerts_from_payload, render_template
 from tools.store.backend import StoreUnavailable
 from tools.store.importers import (
     import_alert_rules,

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from tools.store.alerts import url_key, url_name
+from tools.alerts import url_key, url_name
 from tools.store.records import (
     ImportSummary,
     Incident,

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tools.store.alerts import Alert, alert_query_text, url_key, url_name
+from tools.alerts import Alert, alert_query_text, url_key, url_name
 from tools.store.backend import StoreUnavailable, guard, open_embedded, open_server, server_url
 from tools.store.documents import (
     PASSAGE_RECIPE,

@@ -1,14 +1,14 @@
-"""Alertmanager alerts: parsing webhook payloads, rendering rule annotation templates, building retrieval queries."""
+"""Alertmanager alerts, the one model: the alert and the webhook body (version 4), parsing payloads, rendering rule
+annotation templates, building retrieval queries. The service, the triage and the store all use these."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from tools.store.text import split_identifier
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 _TEMPLATE = re.compile(r"\{\{-?(.*?)-?\}\}", re.S)
 _WITH = re.compile(r"\{\{-?\s*with\s+\$labels\.(\w+)\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}", re.S)
@@ -21,27 +21,42 @@ _VOLATILE_LABELS = frozenset(
 
 
 class Alert(BaseModel):
-    """One Alertmanager alert (the fields retrieval uses; unknown webhook fields are ignored)."""
+    """One Alertmanager alert. Unknown fields are kept (Alertmanager adds some over time). Only labels and
+    annotations are needed to retrieve with it; a webhook delivery (:class:`AlertmanagerWebhook`) requires
+    ``status``, ``startsAt`` and ``fingerprint`` too."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    status: str | None = None
-    startsAt: str | None = None  # noqa: N815 - Alertmanager's field name
+    status: Literal["firing", "resolved"] | None = None
+    startsAt: datetime | None = None  # noqa: N815 - Alertmanager's field names
+    endsAt: datetime | None = None  # noqa: N815
     generatorURL: str | None = None  # noqa: N815
+    fingerprint: str | None = Field(None, min_length=1, max_length=128)
 
     @property
     def name(self) -> str | None:
         return self.labels.get("alertname") or None
 
     @property
+    def display_name(self) -> str:
+        return self.name or "unnamed-alert"
+
+    @property
     def runbook_url(self) -> str | None:
         return self.annotations.get("runbook_url") or self.annotations.get("runbook") or None
 
+    def dedup_key(self) -> str:
+        """Alertmanager redelivers the same alert with the same fingerprint and startsAt."""
+        if not self.fingerprint or self.startsAt is None:
+            raise ValueError("an alert without fingerprint and startsAt has no delivery identity")
+        return f"{self.fingerprint}|{self.startsAt.isoformat()}"
+
     @classmethod
     def coerce(cls, alert: Alert | dict[str, Any]) -> Alert:
-        """Accept an ``Alert``, an Alertmanager alert dict, or a whole webhook payload (first alert)."""
+        """Accept an ``Alert``, an Alertmanager alert dict, or a whole webhook payload (first alert). Lenient: a
+        field that does not parse (an odd ``startsAt``) is left out rather than failing the retrieval."""
         if isinstance(alert, Alert):
             return alert
         if not isinstance(alert, dict):
@@ -53,8 +68,41 @@ class Alert(BaseModel):
             raw = raw["alerts"][0]
         labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
         annotations = {str(k): str(v) for k, v in (raw.get("annotations") or {}).items()}
-        rest = {k: raw[k] for k in ("status", "startsAt", "generatorURL") if isinstance(raw.get(k), str)}
+        rest: dict[str, Any] = {}
+        for k in ("status", "startsAt", "endsAt", "generatorURL", "fingerprint"):
+            if raw.get(k) in (None, ""):
+                continue
+            try:
+                cls(**{k: raw[k]})
+            except ValidationError:
+                continue
+            rest[k] = raw[k]
         return cls(labels=labels, annotations=annotations, **rest)
+
+
+class AlertmanagerWebhook(BaseModel):
+    """The webhook body Alertmanager POSTs (version 4); every alert must carry status, startsAt and fingerprint."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupKey: str = ""  # noqa: N815
+    truncatedAlerts: int = 0  # noqa: N815
+    groupLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    externalURL: str = ""  # noqa: N815
+    alerts: list[Alert] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _delivered(self) -> AlertmanagerWebhook:
+        for i, a in enumerate(self.alerts):
+            missing = [k for k in ("status", "startsAt", "fingerprint") if getattr(a, k) is None]
+            if missing:
+                raise ValueError(f"alerts[{i}] lacks {', '.join(missing)}")
+        return self
 
 
 def alerts_from_payload(payload: dict[str, Any]) -> list[Alert]:
@@ -121,6 +169,8 @@ def alert_query_text(alert: Alert, labels: bool = True) -> str:
     of identifying labels (job, service, namespace, ...; not addresses or ids)."""
     parts: list[str] = []
     if alert.name:
+        from tools.store.text import split_identifier  # tools.store imports this module
+
         parts.append(split_identifier(alert.name) + ".")
     for key in ("summary", "message", "description"):
         text = alert.annotations.get(key)

@@ -68,7 +68,7 @@ class Baseline:
         Raises:
             InputError: nothing given, or a given part is unusable (named in the message).
         """
-        from agent.triage_inputs import load_logs, to_timedelta
+        from agent.triage.inputs import load_logs, to_timedelta
 
         if not logs and metrics is None and not traces:
             raise InputError("a baseline needs fault-free logs, metrics or traces")

@@ -2,7 +2,7 @@
 
 The input is cut into shards (:func:`tools.parsing.plan_shards`: files, and byte ranges of big plain files, each
 with the format and container wrapper the one-stream parse would choose). Every shard runs the same per-shard code
-as the single-process triage (:func:`tools.parsing.iter_shard` into ``agent.triage_inputs._Accumulator``), except
+as the single-process triage (:func:`tools.parsing.iter_shard` into ``agent.triage.inputs._Accumulator``), except
 that messages are *keyed* (:class:`tools.drain_parser.ShapeKeyer`) instead of mined: Drain is order-dependent, so
 it cannot run on shards independently. The driver then feeds one Drain parser the first message of every key in
 the order the keys first occur in the whole input (shard order, then position), which gives that parser exactly
@@ -39,7 +39,7 @@ class ShardResult:
 
     index: int
     firsts: list[str]
-    acc: Any  # agent.triage_inputs._Accumulator with local (key) ids
+    acc: Any  # agent.triage.inputs._Accumulator with local (key) ids
     stats: Any  # tools.logread.ReadStats
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
@@ -63,7 +63,7 @@ class EngineReport:
 def run_shard(shard: Any, window: Any, rca_step: Any, known_services: Sequence[str], max_line_bytes: int,
               service_map: dict[str, str] | None) -> ShardResult:
     """One shard: parse with keys and count (runs in a Ray worker, or in process)."""
-    from agent.triage_inputs import _Accumulator
+    from agent.triage.inputs import _Accumulator
     from tools.drain_parser import ShapeKeyer
     from tools.logread import ReadStats
     from tools.parsing import iter_shard
@@ -127,13 +127,13 @@ def load_logs_sharded(
     parser: Any = None, engine: str = "ray", address: str | None = None, num_cpus: int | None = None,
     report: EngineReport | None = None,
 ) -> Any:
-    """``agent.triage_inputs.load_logs`` over shards (``engine="ray"``: as Ray tasks; ``"shards"``: one after the
+    """``agent.triage.inputs.load_logs`` over shards (``engine="ray"``: as Ray tasks; ``"shards"``: one after the
     other in this process, the same code path without Ray). Returns the same ``LogData``.
 
     Raises:
         InputError: Ray is not installed, the input is unusable, or no line carries a timestamp.
     """
-    from agent.triage_inputs import _Accumulator, _pod_services, to_timedelta
+    from agent.triage.inputs import _Accumulator, _pod_services, to_timedelta
     from tools import parsing
     from tools.drain_parser import LogParser
     from tools.logread import ReadStats, expand_sources

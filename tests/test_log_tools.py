@@ -128,7 +128,8 @@ def test_resolve_time_forms() -> None:
 def test_chat_metric_tool_reports_the_spans_the_triage_reports(tmp_path: Path) -> None:
     """One operation behind both: the chat tool's spans are the triage's metric hits, same edges and channels."""
     from agent.settings import Settings
-    from agent.triage_inputs import load_metrics, run_metric_detector
+    from agent.triage.detect import run_metric_detector
+    from agent.triage.inputs import load_metrics
     from tools.metric_tools import MetricAnomalyTool
 
     rng = np.random.default_rng(3)

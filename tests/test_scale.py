@@ -15,7 +15,7 @@ from agent.render import render
 from agent.scale import EngineReport, load_logs_sharded, ray_available
 from agent.settings import Settings
 from agent.triage import triage
-from agent.triage_inputs import load_logs
+from agent.triage.inputs import load_logs
 from tools.drain_parser import LogParser, ShapeKeyer
 
 REPO = Path(__file__).resolve().parents[1]

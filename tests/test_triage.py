@@ -247,7 +247,7 @@ def test_spans_from_scores_and_strength() -> None:
 
 
 def test_group_and_score() -> None:
-    from agent.triage_rank import Hit, group_hits, score_group
+    from agent.triage.rank import Hit, group_hits, score_group
 
     t = pd.Timestamp("2026-01-01 10:00")
     m = pd.Timedelta("5min")
@@ -275,7 +275,7 @@ def test_group_and_score() -> None:
 
 
 def test_driving_templates() -> None:
-    from agent.triage_rank import driving_templates
+    from agent.triage.rank import driving_templates
 
     idx = pd.date_range("2026-01-01", periods=20, freq="5min")
     counts = pd.DataFrame({"steady": [10] * 20, "burst": [1] * 20, "new": [0] * 20}, index=idx)
@@ -361,7 +361,7 @@ def test_metric_finding_judged_by_the_embedded_model(tmp_path: Path) -> None:
 
 def test_retrieved_incidents_become_few_shot_examples_of_explanations(base_report: TriageReport) -> None:
     from agent.report import SimilarIncident
-    from agent.triage_enrich import Memory, incident_examples, judge_findings
+    from agent.triage.enrich import Memory, incident_examples, judge_findings
 
     inc = SimilarIncident(id="I1", incident_id="INC-7", title="Disk full on db-3", root_cause="WAL archiving stalled",
                           resolution="Freed space, fixed archiver", score=0.9)
@@ -388,3 +388,19 @@ def test_retrieved_incidents_become_few_shot_examples_of_explanations(base_repor
     rec = Recorder()
     judge_findings(rec, [f], {"F1"}, 5.0, 1, [], explain_k=1, examples=ex)  # type: ignore[arg-type]
     assert rec.calls == [("F1", ex["F1"])]
+
+
+def test_the_store_and_the_llm_service_satisfy_their_seams(tmp_path: Path) -> None:
+    """The triage, chat and service take the Protocols of agent.seams; the real classes must satisfy them."""
+    from agent.llm import LLMService
+    from agent.seams import IncidentMemory, Judge
+    from tools.store import IncidentStore
+
+    s = Settings(data_dir=str(tmp_path), llm={"backend": "none"})
+    assert isinstance(LLMService(s.llm, s.llm_cache_dir), Judge)
+    store = IncidentStore.from_settings(s, create=True)
+    try:
+        assert isinstance(store, IncidentMemory)
+    finally:
+        store.close()
+    assert not isinstance(object(), IncidentMemory) and not isinstance(object(), Judge)

@@ -16,7 +16,8 @@ from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.log_tools import ToolPayload, error, no_data, ok
-from tools.store import IncidentStore, StoreFilters, StoreUnavailable
+from tools.store import StoreFilters, StoreUnavailable
+from tools.store.seam import IncidentMemory
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def _store_error(exc: Exception) -> ToolPayload:
             "degraded": True}
 
 
-def similar_incidents_tool(store: IncidentStore, max_chars: int = MAX_OUTPUT_CHARS) -> BaseTool:
+def similar_incidents_tool(store: IncidentMemory, max_chars: int = MAX_OUTPUT_CHARS) -> BaseTool:
     """The ``similar_incidents`` tool bound to ``store``."""
 
     def run(query: str, k: int = 3, service: str | None = None, min_severity: str | None = None,
@@ -117,7 +118,7 @@ def similar_incidents_tool(store: IncidentStore, max_chars: int = MAX_OUTPUT_CHA
     )
 
 
-def runbook_for_alert_tool(store: IncidentStore, max_chars: int = MAX_OUTPUT_CHARS) -> BaseTool:
+def runbook_for_alert_tool(store: IncidentMemory, max_chars: int = MAX_OUTPUT_CHARS) -> BaseTool:
     """The ``runbook_for_alert`` tool bound to ``store``."""
 
     def run(alert_name: str | None = None, summary: str | None = None, description: str | None = None,
@@ -158,7 +159,7 @@ def runbook_for_alert_tool(store: IncidentStore, max_chars: int = MAX_OUTPUT_CHA
     )
 
 
-def make_memory_tools(store: IncidentStore, max_chars: int = MAX_OUTPUT_CHARS) -> list[BaseTool]:
+def make_memory_tools(store: IncidentMemory, max_chars: int = MAX_OUTPUT_CHARS) -> list[BaseTool]:
     """``similar_incidents`` and ``runbook_for_alert`` bound to ``store`` (each result at most ~``max_chars``)."""
-    builders: list[Callable[[IncidentStore, int], BaseTool]] = [similar_incidents_tool, runbook_for_alert_tool]
+    builders: list[Callable[[IncidentMemory, int], BaseTool]] = [similar_incidents_tool, runbook_for_alert_tool]
     return [b(store, max_chars) for b in builders]

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.chat.graph import build_chat_graph
 from agent.chat.router import ToolRouter
+from agent.seams import IncidentMemory, Judge
 from agent.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -117,11 +118,11 @@ class ChatAgent:
         *,
         logs: dict[str, list[str]] | None = None,
         metrics: dict[str, str] | None = None,
-        store: Any = None,
+        store: IncidentMemory | None = None,
         llm_callbacks: Sequence[Any] = (),
         max_conversations: int | None = None,
         model: BaseChatModel | None = None,
-        llm: Any = None,
+        llm: Judge | None = None,
         on_report: Callable[[Any], Any] | None = None,
     ) -> ChatAgent:
         """The agent with the real model and tools.

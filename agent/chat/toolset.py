@@ -9,6 +9,7 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.seams import IncidentMemory, Judge
 from agent.settings import Settings
 from tools.errors import InputError
 from tools.log_tools import LogWorkspace, error, make_log_tools, ok
@@ -49,7 +50,7 @@ def report_digest(report: Any, k: int = 5) -> dict[str, Any]:
     }
 
 
-def make_triage_tool(ws: LogWorkspace, settings: Settings, store: Any = None, llm: Any = None,
+def make_triage_tool(ws: LogWorkspace, settings: Settings, store: IncidentMemory | None = None, llm: Judge | None = None,
                      on_report: Callable[[Any], None] | None = None) -> BaseTool:
     """``run_triage``: the full triage pipeline over a workspace source (and its metrics)."""
 
@@ -82,7 +83,7 @@ def make_triage_tool(ws: LogWorkspace, settings: Settings, store: Any = None, ll
     )
 
 
-def memory_tools(store: Any) -> list[BaseTool]:
+def memory_tools(store: IncidentMemory | None) -> list[BaseTool]:
     """The incident store's tools (``similar_incidents``, ``runbook_for_alert``) from ``tools.memory_tools``."""
     if store is None:
         return []
@@ -122,8 +123,8 @@ class Toolset:
         return prompts.load("chat_system").version
 
 
-def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: dict[str, str], store: Any = None,
-                  llm: Any = None, on_report: Callable[[Any], None] | None = None) -> Toolset:
+def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: dict[str, str],
+                  store: IncidentMemory | None = None, llm: Judge | None = None, on_report: Callable[[Any], None] | None = None) -> Toolset:
     """All chat tools over ``logs``/``metrics`` (source name -> paths), the store and the triage pipeline."""
     from tools.redact import Redactor
 

@@ -68,7 +68,7 @@ def triage_command(
         raise fail(f"--fail-on must be 'warning' or 'critical', got {fail_on!r}")
     outs = list(out or [])
     if window is not None:
-        from agent.triage_inputs import to_timedelta
+        from agent.triage.inputs import to_timedelta
 
         try:
             to_timedelta(window)

@@ -2,7 +2,7 @@
 
 Stages: read + parse the logs -> time windows -> log detectors and the metric ``auto`` detector -> group the
 anomalies that coincide in time into findings -> rank them (detector strength, severity, novelty; see
-``agent.triage_rank``) -> for the top k: similar incidents and the runbook (incident store), LLM judgment and
+``agent.triage.rank``) -> for the top k: similar incidents and the runbook (incident store), LLM judgment and
 explanation (LLM layer, bounded by ``settings.triage.llm_budget_s``) -> report.
 
 Degraded, never broken: the LLM down or slow, the store missing, no metrics, or a detector failing on odd input
@@ -42,24 +42,17 @@ from agent.report import (
     max_severity,
 )
 from agent.settings import Settings
-from agent.triage_build import Candidate, build_finding, build_timeline
-from agent.triage_enrich import Judged, Memory
-from agent.triage_inputs import (
-    LogData,
-    fmt_td,
-    load_logs,
-    load_metrics,
-    run_log_detectors,
-    run_metric_detector,
-)
-from agent.triage_rank import W_LLM, finding_severity, group_hits, score_group
+from agent.triage.detect import run_log_detectors, run_metric_detector
+from agent.triage.enrich import Judged, Memory
+from agent.triage.evidence import Candidate, build_finding, build_timeline
+from agent.triage.inputs import LogData, fmt_td, load_logs, load_metrics
+from agent.triage.rank import W_LLM, finding_severity, group_hits, score_group
 from tools.errors import InputError
 from tools.metrics_io import MetricSet
 from tools.redact import Redactor
 
 if TYPE_CHECKING:
-    from agent.llm import LLMService
-    from tools.store import IncidentStore
+    from agent.seams import IncidentMemory, Judge
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +76,8 @@ def triage(
     traces: Sequence[str | Path] | str | Path | None = None,
     baseline: Baseline | None = None,
     progress: ProgressCallback | None = None,
-    store: IncidentStore | None = None,
-    llm: LLMService | None = None,
+    store: IncidentMemory | None = None,
+    llm: Judge | None = None,
     missing: dict[str, str] | None = None,
     diagnostics: dict[str, Any] | None = None,
     engine: str | None = None,
@@ -114,7 +107,7 @@ def triage(
         missing: why the logs and/or the metrics are absent (keys ``"logs"``, ``"metrics"``), e.g. "no log
             sources are configured for service 'x'"; used in the degraded flags and the alert-only summary.
         diagnostics: when given, filled with the root-cause stage's working data (``"rca"``: an
-            ``agent.triage_rca.RCAContext``) and, on Ray, the engine's figures (``"engine"``: an
+            ``agent.triage.rca.RCAContext``) and, on Ray, the engine's figures (``"engine"``: an
             ``agent.scale.EngineReport``) for evaluation; nothing in the report depends on it.
         engine: where the logs are read, parsed and counted: ``"local"`` (this process) or ``"ray"`` (Ray tasks
             over shards, ``agent.scale``; same result); None = ``settings.triage.engine``.
@@ -270,7 +263,7 @@ def _read_traces(traces: Sequence[str | Path] | str | Path, settings: Settings, 
 def _root_causes(run: _Run, logdata: LogData | None, mset: MetricSet | None, spans: pd.DataFrame | None,
                  baseline: Baseline | None, findings: list[Finding], redact: Callable[[str], str]
                  ) -> tuple[Any, list[RootCause], ServiceGraph | None]:
-    from agent import triage_rca
+    from agent.triage import rca as triage_rca
 
     try:
         ctx = triage_rca.build_inputs(run.settings, logdata, mset, spans, baseline)
@@ -283,7 +276,7 @@ def _root_causes(run: _Run, logdata: LogData | None, mset: MetricSet | None, spa
     return ctx, causes, graph
 
 
-def _explain_cause(run: _Run, llm: LLMService, cause: RootCause, budget_s: float) -> None:
+def _explain_cause(run: _Run, llm: Judge, cause: RootCause, budget_s: float) -> None:
     """The model's explanation of the top candidate (servers only; in-process models keep the composed one),
     within what is left of the triage's LLM budget (a stalled server is abandoned at the deadline)."""
     if budget_s <= 0.5 or any(d.component == "llm" for d in run.degraded):
@@ -401,7 +394,7 @@ def _log_inputs(inputs: InputSummary, d: LogData) -> None:
 
 
 def _score(g: Any, logs: LogData | None, mdf: pd.DataFrame | None) -> Candidate:
-    from agent.triage_rank import metric_summary, moved_channels
+    from agent.triage.rank import metric_summary, moved_channels
 
     def first_seen(t: str) -> pd.Timestamp | None:
         if logs is None:
@@ -443,12 +436,12 @@ class CountingRedactor:
         return out
 
 
-def _start_store(run: _Run, store: IncidentStore | None) -> Future[IncidentStore]:
+def _start_store(run: _Run, store: IncidentMemory | None) -> Future[IncidentMemory]:
     """The incident store, opened (when not shared) and warmed up (embedding model, keyword index) on a daemon
     thread while the logs are parsed. The future holds the store, or the exception that made it unavailable."""
-    from agent.triage_enrich import open_store
+    from agent.triage.enrich import open_store
 
-    fut: Future[IncidentStore] = Future()
+    fut: Future[IncidentMemory] = Future()
 
     def body() -> None:
         try:
@@ -462,8 +455,8 @@ def _start_store(run: _Run, store: IncidentStore | None) -> Future[IncidentStore
     return fut
 
 
-def _retrieve(run: _Run, store: Future[IncidentStore], top: list[Finding], alert: dict[str, Any] | None) -> Memory:
-    from agent.triage_enrich import retrieve
+def _retrieve(run: _Run, store: Future[IncidentMemory], top: list[Finding], alert: dict[str, Any] | None) -> Memory:
+    from agent.triage.enrich import retrieve
 
     try:
         st = store.result(timeout=STORE_OPEN_TIMEOUT_S)
@@ -475,13 +468,13 @@ def _retrieve(run: _Run, store: Future[IncidentStore], top: list[Finding], alert
     return retrieve(st, top, alert, run.settings.triage.incidents_k, run.degraded)
 
 
-def _start_llm(run: _Run, llm: LLMService | None) -> LLMService | None:
+def _start_llm(run: _Run, llm: Judge | None) -> Judge | None:
     """The LLM service to use (the shared one, else one built from settings), warming up on a daemon thread.
 
     Loading a local model (or probing a server) overlaps with parsing and detection; the judgments later find it
     ready. Failures here are not reported: the judgment stage reports what it meets.
     """
-    from agent.triage_enrich import build_llm
+    from agent.triage.enrich import build_llm
 
     if llm is None:
         if run.settings.llm.backend == "none":
@@ -502,9 +495,9 @@ def _quietly(fn: Callable[[], Any]) -> None:
         logger.debug("LLM warm-up failed", exc_info=True)
 
 
-def _judge(run: _Run, llm: LLMService | None, top: list[Finding], findings: list[Finding], memory: Memory,
+def _judge(run: _Run, llm: Judge | None, top: list[Finding], findings: list[Finding], memory: Memory,
            alert_ref: AlertRef | None) -> Judged | None:
-    from agent.triage_enrich import incident_examples, judge_findings, llm_view
+    from agent.triage.enrich import incident_examples, judge_findings, llm_view
 
     if run.settings.llm.backend == "none" and llm is None:
         run.degraded.append(DegradedFlag(component="llm", name="llm", reason="LLM disabled (backend 'none')"))
@@ -610,7 +603,7 @@ def alert_severity(label: str | None) -> Severity:
     return "warning"
 
 
-def _alert_only(run: _Run, alert: dict[str, Any], ref: AlertRef, store: Future[IncidentStore],
+def _alert_only(run: _Run, alert: dict[str, Any], ref: AlertRef, store: Future[IncidentMemory],
                 missing: dict[str, str]) -> TriageReport:
     """The report of an alert with neither logs nor metrics: the alert, its runbook, similar incidents."""
     reasons = {"logs": missing.get("logs", "no logs given"), "metrics": missing.get("metrics", "no metrics given")}

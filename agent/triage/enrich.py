@@ -32,6 +32,7 @@ from agent.report import (
 if TYPE_CHECKING:
     from agent.llm import LLMService
     from agent.llm.service import CitedText
+    from agent.seams import IncidentMemory, Judge
     from tools.store import IncidentStore
     from tools.store.records import IncidentHit, RunbookHit
 
@@ -81,7 +82,7 @@ class Memory:
 
 
 def retrieve(
-    store: IncidentStore, findings: list[Finding], alert: dict[str, Any] | None, k: int,
+    store: IncidentMemory, findings: list[Finding], alert: dict[str, Any] | None, k: int,
     degraded: list[DegradedFlag],
 ) -> Memory:
     """Similar incidents for each finding and for the alert, and the runbook for the alert (else for the top
@@ -165,7 +166,7 @@ class Judged:
 
 
 def judge_findings(
-    llm: LLMService,
+    llm: Judge,
     findings: list[Finding],
     valid_ids: set[str],
     budget_s: float,
@@ -302,7 +303,7 @@ def _guarded(stop: threading.Event, errors: list[str], fn: Callable[..., Any], *
         return None
 
 
-def _explain(llm: LLMService, f: Finding, examples: list[str] | None = None) -> Explanation:
+def _explain(llm: Judge, f: Finding, examples: list[str] | None = None) -> Explanation:
     return llm.explain([f], None, examples=examples)
 
 

@@ -21,8 +21,8 @@ from agent.report import (
     TemplateEvidence,
     Timeline,
 )
-from agent.triage_inputs import LogData
-from agent.triage_rank import (
+from agent.triage.inputs import LogData
+from agent.triage.rank import (
     LEVEL_WEIGHT,
     MOVED_MIN_Z,
     Group,

@@ -27,8 +27,8 @@ from agent.report import (
     ServiceNode,
 )
 from agent.settings import Settings
-from agent.triage_inputs import MENTION_SEP, LogData, fmt_td, to_timedelta
-from agent.triage_rank import service_of_channel
+from agent.triage.inputs import MENTION_SEP, LogData, fmt_td, to_timedelta
+from agent.triage.rank import service_of_channel
 from tools.containers import ServiceMapper
 from tools.metrics_io import MetricSet
 

@@ -8,9 +8,11 @@ The stages, one module each:
 - ``rank``: hits -> groups coinciding in time -> scored findings (pure functions).
 - ``evidence``: scored groups -> findings with evidence ids, template explanations, the timeline.
 - ``enrich``: similar incidents and the runbook (store), LLM judgment and explanation; all optional.
+- ``assemble``: findings, memory and judgments -> the report; its summary composed from the evidence.
 - ``rca``: the root-cause stage (``agent.rca`` against a baseline) -> root causes and the service graph.
 """
 
-from agent.triage.pipeline import alert_severity, triage
+from agent.triage.assemble import alert_severity
+from agent.triage.pipeline import triage
 
 __all__ = ["alert_severity", "triage"]

@@ -14,18 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from agent import __version__
 from agent.baseline import Baseline
 from agent.report import (
     AlertRef,
@@ -35,18 +32,16 @@ from agent.report import (
     InputSummary,
     RootCause,
     ServiceGraph,
-    Severity,
     StageTiming,
     TriageReport,
-    Versions,
-    max_severity,
 )
 from agent.settings import Settings
+from agent.triage.assemble import alert_only_report, assemble, with_cause
 from agent.triage.detect import run_log_detectors, run_metric_detector
 from agent.triage.enrich import Judged, Memory
-from agent.triage.evidence import Candidate, build_finding, build_timeline
+from agent.triage.evidence import Candidate, build_finding
 from agent.triage.inputs import LogData, fmt_td, load_logs, load_metrics
-from agent.triage.rank import W_LLM, finding_severity, group_hits, score_group
+from agent.triage.rank import group_hits, score_group
 from tools.errors import InputError
 from tools.metrics_io import MetricSet
 from tools.redact import Redactor
@@ -228,12 +223,13 @@ def triage(
             _explain_cause(run, llm, causes[0], left)
 
     with run.stage("report"):
-        report = _assemble(run, findings, memory, judged, alert_ref, inputs, logdata, mdf, detectors_ran)
+        report = assemble(run.settings, findings, memory, judged, alert_ref, inputs, logdata, mdf, detectors_ran,
+                          degraded=run.degraded, timings=run.timings, redact=run.redact)
         report.root_causes = causes
         report.service_graph = graph
         report.rca = rca_ctx.summary if rca_ctx is not None else None
         if causes:
-            report.summary = _with_cause(report.summary, causes[0])
+            report.summary = with_cause(report.summary, causes[0])
         report.inputs.redacted = dict(sorted(run.redact.counts.items()))
         report = TriageReport.model_validate(report.model_dump())  # re-check every citation
         if diagnostics is not None:
@@ -308,14 +304,6 @@ def _explain_cause(run: _Run, llm: Judge, cause: RootCause, budget_s: float) -> 
     else:
         run.degraded.append(DegradedFlag(component="llm", name="explain_root_cause", reason=(
             "the model's explanation of the top root cause was empty or cited no evidence id; left out")))
-
-
-def _with_cause(summary: Explanation, cause: RootCause) -> Explanation:
-    who = cause.service + (f" (pod {cause.pod})" if cause.pod else "")
-    text = (f"Most likely root cause: {who}, {cause.kind} fault from {cause.onset:%Y-%m-%d %H:%M} [{cause.id}]. "
-            + summary.text)
-    return Explanation(text=text, evidence_ids=list(dict.fromkeys([cause.id, *summary.evidence_ids])),
-                       source=summary.source)
 
 
 class _Run:
@@ -532,77 +520,6 @@ def _judge(run: _Run, llm: Judge | None, top: list[Finding], findings: list[Find
                           explain_k=explain_k, examples=incident_examples(memory))
 
 
-def _assemble(
-    run: _Run, findings: list[Finding], memory: Memory, judged: Judged | None, alert_ref: AlertRef | None, inputs: InputSummary,
-    logdata: LogData | None, mdf: pd.DataFrame | None, detectors_ran: list[str],
-) -> TriageReport:
-    for f in findings:
-        f.similar_incident_ids = list(memory.by_finding.get(f.id, []))
-        if memory.runbook is not None and f.id in memory.runbook_for:
-            f.runbook_id = memory.runbook.id
-        if judged is not None:
-            v = judged.verdicts.get(f.id)
-            if v is not None:
-                f.verdict = v
-                llm_score = v.confidence if v.anomalous else 1.0 - v.confidence
-                f.scores.llm = round(llm_score, 4)
-                f.scores.total = round((1 - W_LLM) * f.scores.total + W_LLM * llm_score, 4)
-                f.severity = finding_severity(f.scores.strength, f.scores.severity, f.scores.total, v.anomalous)  # type: ignore[assignment]
-            f.llm_explanation = judged.explanations.get(f.id)
-    findings.sort(key=lambda f: -f.scores.total)
-    for i, f in enumerate(findings, 1):
-        f.rank = i
-    severity = max_severity([f.severity for f in findings])
-    summary = _summary(findings, memory, severity)
-    versions = Versions(anomalist=__version__, detectors=detectors_ran,
-                        llm_backend=(judged.backend if judged else None) or (run.settings.llm.backend if judged else None),
-                        llm_model=judged.model if judged else None, prompts=dict(judged.prompts) if judged else {})
-    timings = [StageTiming(stage=k, seconds=round(v, 4)) for k, v in run.timings.items()]  # type: ignore[arg-type]
-    return TriageReport(
-        id=uuid.uuid4().hex[:16], created_at=datetime.now(timezone.utc).replace(tzinfo=None), severity=severity,
-        summary=summary, llm_summary=judged.summary if judged is not None else None, alert=alert_ref, findings=findings, similar_incidents=memory.incidents, runbook=memory.runbook,
-        degraded=run.degraded, timings=timings, versions=versions, inputs=inputs,
-        timeline=build_timeline(findings, logdata, mdf, run.redact),
-    )
-
-
-def _summary(findings: list[Finding], memory: Memory, severity: str) -> Explanation:
-    if not findings:
-        return Explanation(text="No anomalies found: no detector flagged a span strongly enough.", evidence_ids=[],
-                           source="template")
-    f = findings[0]
-    ids = [f.id]
-    text = (f"Severity {severity}: {len(findings)} finding{'s' if len(findings) > 1 else ''}. "
-            f"Top: {f.title} between {f.start:%Y-%m-%d %H:%M} and {f.end:%H:%M}"
-            + (f" ({', '.join(f.services)})" if f.services else "") + ".")
-    if f.verdict is not None:
-        v = f.verdict
-        text += (f" The {'model' if v.source.startswith('llm') else 'semantic prior'} judged it "
-                 f"{'anomalous' if v.anomalous else 'normal'} (confidence {v.confidence:.2f}).")
-    if f.similar_incident_ids:
-        inc = next(i for i in memory.incidents if i.id == f.similar_incident_ids[0])
-        text += f" It resembles past incident {inc.incident_id} ({inc.title})."
-        ids.append(inc.id)
-    if f.runbook_id and memory.runbook is not None:
-        text += f" Runbook: {memory.runbook.title}."
-        ids.append(memory.runbook.id)
-    return Explanation(text=text, evidence_ids=ids, source="template")
-
-
-# ---- alert only ----------------------------------------------------------------------------------------------------
-def alert_severity(label: str | None) -> Severity:
-    """The report severity for an alert's ``severity`` label (Alertmanager / PagerDuty spellings; a firing alert
-    without a known label counts as a warning)."""
-    from tools.store.records import normalize_severity
-
-    sev = normalize_severity(label)
-    if sev in ("critical", "high"):
-        return "critical"
-    if sev in ("info", "low"):
-        return "info"
-    return "warning"
-
-
 def _alert_only(run: _Run, alert: dict[str, Any], ref: AlertRef, store: Future[IncidentMemory],
                 missing: dict[str, str]) -> TriageReport:
     """The report of an alert with neither logs nor metrics: the alert, its runbook, similar incidents."""
@@ -612,30 +529,6 @@ def _alert_only(run: _Run, alert: dict[str, Any], ref: AlertRef, store: Future[I
     with run.stage("retrieve"):
         memory = _retrieve(run, store, [], alert)
     with run.stage("report"):
-        severity = alert_severity(ref.severity)
-        ids = [ref.id]
-        when = f" since {ref.starts_at:%Y-%m-%d %H:%M} UTC" if ref.starts_at else ""
-        label = f"severity label {ref.severity!r}" if ref.severity else "no severity label"
-        text = (f"Severity {severity} (from the alert's {label}): alert {ref.name} is {ref.status or 'firing'}"
-                f" for service {ref.service or '(none named)'}{when}" + (f": {ref.summary.rstrip('.')}." if ref.summary else "."))
-        logs_r, metrics_r = reasons["logs"], reasons["metrics"]
-        text += (f" No logs or metrics were triaged: {logs_r}" + ("" if logs_r == metrics_r else f"; {metrics_r}") + ".")
-        if memory.runbook is not None:
-            rb = memory.runbook
-            text += f" Runbook: {rb.title}" + (f" ({len(rb.steps)} steps)." if rb.steps else ".")
-            ids.append(rb.id)
-        if memory.incidents:
-            inc = memory.incidents[0]
-            text += f" It resembles past incident {inc.incident_id} ({inc.title})."
-            ids.append(inc.id)
-        inputs = InputSummary(window=run.settings.triage.window,
-                              notes=[f"alert only: {logs_r}", f"alert only: {metrics_r}"])
-        report = TriageReport(
-            id=uuid.uuid4().hex[:16], created_at=datetime.now(timezone.utc).replace(tzinfo=None), severity=severity,
-            summary=Explanation(text=text, evidence_ids=ids, source="template"), llm_summary=None, alert=ref,
-            similar_incidents=memory.incidents, runbook=memory.runbook, degraded=run.degraded,
-            timings=[StageTiming(stage="retrieve", seconds=round(run.timings["retrieve"], 4))],
-            versions=Versions(anomalist=__version__), inputs=inputs,
-        )
+        report = alert_only_report(run.settings, ref, memory, reasons, run.degraded, run.timings["retrieve"])
     report.timings.append(StageTiming(stage="report", seconds=round(run.timings["report"], 4)))
     return report

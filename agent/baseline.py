@@ -23,7 +23,7 @@ import logging
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,7 +158,7 @@ class Baseline:
         """Write the baseline as a profile (one JSON file, see the module docstring)."""
         doc: dict[str, Any] = {
             "kind": PROFILE_KIND, "version": PROFILE_VERSION,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "step_s": self.step.total_seconds(), "sources": self.sources, "notes": self.notes,
             "levels": self.levels, "templates": self.templates, "parser_state": self.parser_state, "pods": self.pods,
             "log_cells": None, "metrics": None, "spans": None,

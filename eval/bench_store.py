@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def generate(postmortems: Path, n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` incident dicts (our schema) varying the postmortems (see the module docstring)."""
     base = [json.loads(line) for line in postmortems.read_text(encoding="utf-8").splitlines() if line.strip()]
     rng = random.Random(seed)
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
     out = []
     for i in range(n):
         pm = base[i % len(base)]

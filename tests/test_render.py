@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from agent.render import FORMATS, format_for_path, render
 from agent.report import (
@@ -104,8 +105,8 @@ def test_render_rejects_unknown_format(report: TriageReport) -> None:
     assert format_for_path("x.md") == "markdown" and format_for_path("x.txt", "json") == "json"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/run installs it)")
 def test_html_renders_in_headless_chromium(report: TriageReport, tmp_path: Path) -> None:
+    require(CHROMIUM is not None, "Debian chromium not installed (.ci/run installs it)")
     page = tmp_path / "report.html"
     page.write_text(render(report, "html"), encoding="utf-8")
     base = [CHROMIUM, *CHROMIUM_FLAGS]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 
 from agent.render import render
 from agent.scale import EngineReport, load_logs_sharded, ray_available
@@ -72,8 +73,7 @@ def _core(report: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Any:
-    if not ray_available():
-        pytest.skip("Ray is not installed (pip install 'anomalist[ray]'; .ci/run installs it)")
+    require(ray_available(), "Ray is not installed (pip install 'anomalist[ray]'; .ci/run installs it)")
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)

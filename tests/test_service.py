@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from conftest import DATASETS, require
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -125,9 +126,8 @@ def poll_job(base: str, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
 
 
 def _example() -> dict[str, Any]:
-    path = REPO.parent / "shared" / "datasets" / "runbooks" / "alertmanager_webhook_example.json"
-    if not path.is_file():
-        pytest.skip("the Alertmanager example payload is not available")
+    path = DATASETS / "runbooks" / "alertmanager_webhook_example.json"
+    require(path.is_file(), f"the Alertmanager example payload is not available at {path}")
     return json.loads(path.read_text(encoding="utf-8"))
 
 

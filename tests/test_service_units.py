@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -61,7 +61,7 @@ def test_webhook_model_refuses_other_versions() -> None:
 
 
 def _report(rid: str = "r1") -> TriageReport:
-    return TriageReport(id=rid, created_at=datetime.now(timezone.utc), severity="critical",
+    return TriageReport(id=rid, created_at=datetime.now(UTC), severity="critical",
                         summary=Explanation(text="Disk full on the database."), versions=Versions(anomalist="0"))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from tools.store.text import KeywordIndex, split_identifier, tokenize
 
 def test_incident_schema_is_strict_and_bounded() -> None:
     inc = Incident(id="a-1", title="t", severity="Major", started_at=datetime(2026, 1, 1, 12, 0))
-    assert inc.severity == "high" and inc.started_at.tzinfo == timezone.utc and inc.schema_version == 1
+    assert inc.severity == "high" and inc.started_at.tzinfo == UTC and inc.schema_version == 1
     with pytest.raises(ValidationError, match="extra"):
         Incident(id="a", title="t", colour="red")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="summary"):
@@ -162,7 +162,7 @@ def test_filters_to_where() -> None:
     assert where_from_filters(None) is None and where_from_filters(StoreFilters()) is None
     w = where_from_filters({"services": ["Checkout"], "min_severity": "high", "since": "2026-01-01T00:00:00Z"})
     assert w == {"$and": [{"services": {"$contains": "checkout"}}, {"severity_rank": {"$gte": 4}},
-                          {"started_ts": {"$gte": datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()}}]}
+                          {"started_ts": {"$gte": datetime(2026, 1, 1, tzinfo=UTC).timestamp()}}]}
     assert where_from_filters({"severity": "warn"}) == {"severity": {"$in": ["warning"]}}
     with pytest.raises(ValidationError):
         StoreFilters(severity=["bogus"])

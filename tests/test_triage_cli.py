@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require
 from typer.testing import CliRunner
 
 from agent.cli.main import app
@@ -92,8 +93,7 @@ def test_bad_alert_json_exits_2(runner: CliRunner, tmp_path: Path) -> None:
 def test_console_script_exit_code_and_progress(tmp_path: Path) -> None:
     """The real ``anomalist`` process: progress bars and the summary go to stderr, the report to stdout."""
     exe = Path(sys.executable).with_name("anomalist")
-    if not exe.exists():
-        pytest.skip("console script not installed")
+    require(exe.exists(), "console script not installed")
     env = {**os.environ, "COLUMNS": "120"}
     proc = subprocess.run(
         [str(exe), "--data-dir", str(tmp_path), "triage", str(EXAMPLES / "logs"), "--metrics",

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
@@ -530,7 +530,7 @@ def _convert_auto(text: pd.Series, year: int | None) -> pd.Series:
             num = pd.to_numeric(v, errors="coerce")
             conv = pd.to_datetime(num, unit=form, errors="coerce")
         elif form == "syslog":
-            y = year or datetime.now(timezone.utc).year
+            y = year or datetime.now(UTC).year
             conv = pd.to_datetime(f"{y} " + v.str.replace(r"\s+", " ", regex=True), format="%Y %b %d %H:%M:%S",
                                   errors="coerce")
         else:
@@ -558,7 +558,7 @@ def _convert(fmt: LogFormat, text: pd.Series, year: int | None) -> pd.Series:
     form = fmt.ts_format
     text = text.astype(str)
     if fmt.ts_needs_year:
-        y = year or datetime.now(timezone.utc).year
+        y = year or datetime.now(UTC).year
         text = f"{y} " + text.str.replace(r"\s+", " ", regex=True)
         form = "%Y " + form
     return pd.to_datetime(text, format=form, errors="coerce").astype("datetime64[ns]")

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ class AlertLedger:
 
     def record(self, event: str, alert: Alert | None = None, **fields: Any) -> None:
         """Append one event (firing, resolved, duplicate, report, failed, posted) to the ledger file."""
-        rec: dict[str, Any] = {"at": datetime.now(timezone.utc).isoformat(), "event": event}
+        rec: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "event": event}
         if alert is not None:
             rec.update(key=alert.dedup_key(), alertname=alert.display_name, fingerprint=alert.fingerprint,
                        startsAt=alert.startsAt.isoformat() if alert.startsAt else None,

@@ -83,7 +83,7 @@ def build_router(runtime: ServiceRuntime, auth: Any) -> APIRouter:
                         break
                     try:
                         item = await asyncio.wait_for(queue.get(), min(remaining, 15.0))
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
                     if item is _END:

@@ -174,7 +174,7 @@ def build_router(runtime: ServiceRuntime, auth: Any) -> APIRouter:
         wait_s = max(1.0, runtime.settings.server.request_timeout_s * 0.8)
         try:
             done = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), wait_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return accepted  # still running: the client polls the job
         return _job_outcome(runtime, done, format)
 

@@ -8,7 +8,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +30,7 @@ class Job(BaseModel):
     id: str
     kind: Literal["upload", "alert"]
     status: JobStatus = "queued"
-    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     started_at: datetime | None = None
     finished_at: datetime | None = None
     report_id: str | None = None
@@ -96,7 +96,7 @@ class JobManager:
             self._running += 1
             job = self._jobs[job_id]
             job.status = "running"
-            job.started_at = datetime.now(timezone.utc)
+            job.started_at = datetime.now(UTC)
             snapshot = job.model_copy()
         try:
             fields = work(snapshot)
@@ -110,7 +110,7 @@ class JobManager:
                 setattr(job, key, value)
             if job.status not in ("failed",):
                 job.status = "done"
-            job.finished_at = datetime.now(timezone.utc)
+            job.finished_at = datetime.now(UTC)
             self._jobs[job_id] = job
             return job.model_copy()
 

@@ -138,7 +138,7 @@ class TimeoutMiddleware:
 
         try:
             await asyncio.wait_for(self.app(scope, receive, tracking_send), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("request %s %s timed out after %.1f s", scope.get("method"), scope.get("path"),
                            self.timeout_s)
             if not started:

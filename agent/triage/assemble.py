@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -60,7 +60,7 @@ def assemble(
                         llm_model=judged.model if judged else None, prompts=dict(judged.prompts) if judged else {})
     stage_timings = [StageTiming(stage=k, seconds=round(v, 4)) for k, v in timings.items()]  # type: ignore[arg-type]
     return TriageReport(
-        id=uuid.uuid4().hex[:16], created_at=datetime.now(timezone.utc).replace(tzinfo=None), severity=severity,
+        id=uuid.uuid4().hex[:16], created_at=datetime.now(UTC).replace(tzinfo=None), severity=severity,
         summary=summary, llm_summary=judged.summary if judged is not None else None, alert=alert_ref, findings=findings, similar_incidents=memory.incidents, runbook=memory.runbook,
         degraded=degraded, timings=stage_timings, versions=versions, inputs=inputs,
         timeline=build_timeline(findings, logdata, mdf, redact),
@@ -135,7 +135,7 @@ def alert_only_report(settings: Settings, ref: AlertRef, memory: Memory, reasons
     inputs = InputSummary(window=settings.triage.window,
                           notes=[f"alert only: {logs_r}", f"alert only: {metrics_r}"])
     return TriageReport(
-        id=uuid.uuid4().hex[:16], created_at=datetime.now(timezone.utc).replace(tzinfo=None), severity=severity,
+        id=uuid.uuid4().hex[:16], created_at=datetime.now(UTC).replace(tzinfo=None), severity=severity,
         summary=Explanation(text=text, evidence_ids=ids, source="template"), llm_summary=None, alert=ref,
         similar_incidents=memory.incidents, runbook=memory.runbook, degraded=degraded,
         timings=[StageTiming(stage="retrieve", seconds=round(retrieve_s, 4))],

@@ -88,6 +88,8 @@ def test_demo_ranks_the_incident_first_and_says_why(demo_report: TriageReport) -
     # The real embedded model judged the top findings (a valid verdict, with provenance).
     assert top.verdict is not None and top.verdict.source in ("llm", "llm+prior")
     assert set(top.verdict.evidence_ids) <= r.evidence_ids()
+    if top.verdict.method == "label_likelihood":  # a label cites nothing: the report must not claim the model did
+        assert top.verdict.cited == "filled"
     assert r.versions.llm_backend == "local" and r.versions.llm_model
     assert "judge_log" in r.versions.prompts
     assert not [d for d in r.degraded if d.component in ("llm", "store")], r.degraded
@@ -96,8 +98,8 @@ def test_demo_ranks_the_incident_first_and_says_why(demo_report: TriageReport) -
 @pytest.mark.slow
 @pytest.mark.llm
 def test_llm_explanation_and_summary_on_request_never_break_the_report(tmp_path: Path) -> None:
-    """Asking the embedded model for prose too: each piece either arrives (attributed, ids checked) or leaves a
-    degraded flag saying why; the report is complete either way."""
+    """Asking the embedded model for prose too: on the demo each piece arrives (attributed, ids checked, no
+    degraded flag), well inside the LLM budget; the template explanation stays beside it."""
     from agent.triage import triage
 
     settings = load_settings(overrides={"data_dir": str(tmp_path), "store": {"path": str(tmp_path / "none")},
@@ -105,12 +107,10 @@ def test_llm_explanation_and_summary_on_request_never_break_the_report(tmp_path:
                                                    "llm_budget_s": 30}})
     r = triage([EXAMPLES / "logs"], None, settings=settings)
     top = r.findings[0]
-    llm_flags = [d for d in r.degraded if d.component == "llm"]
-    if top.llm_explanation is not None:
-        assert top.llm_explanation.source == "llm" and set(top.llm_explanation.evidence_ids) <= r.evidence_ids()
-    else:
-        assert llm_flags, "a missing LLM explanation must be explained by a degraded flag"
-    if r.llm_summary is None or top.verdict is None:
-        assert llm_flags
+    assert not [d for d in r.degraded if d.component == "llm"], r.degraded
+    assert top.llm_explanation is not None and top.llm_explanation.text
+    assert top.llm_explanation.source == "llm" and set(top.llm_explanation.evidence_ids) <= r.evidence_ids()
+    assert not set(top.llm_explanation.rejected_ids) & r.evidence_ids()  # what was dropped was never evidence
+    assert r.llm_summary is not None and r.llm_summary.text and top.verdict is not None
     assert next(t.seconds for t in r.timings if t.stage == "llm") < 30 + 5
     assert top.explanation.source == "template" and top.explanation.text

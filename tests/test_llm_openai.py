@@ -33,8 +33,16 @@ class H(BaseHTTPRequestHandler):
     def _reply(self):
         if mode == "stall":
             time.sleep(3600)
-        if self.path.endswith("/models") and mode == "garbage":
+        if self.path.endswith("/models") and mode in ("garbage", "prose_json"):
             body = b'{"object": "list", "data": [{"id": "fake-model", "object": "model"}]}'
+        elif mode == "prose_json":  # a verdict as JSON inside prose, citing one given and one invented id
+            import json
+            content = ('Here is my verdict: {"anomalous": true, "confidence": 0.8, "category": "network", '
+                       '"reason": "the database connection was lost", "evidence_ids": ["F1.T1", "F7.Q1"]} Hope it helps.')
+            body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "fake-model",
+                               "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                            "finish_reason": "stop"}],
+                               "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
         else:
             body = b'{"choices": [{"message": {"content": "<<<not json at all'
         self.send_response(200)
@@ -157,16 +165,27 @@ def test_judgment_via_structured_output(llama_server: str, tmp_path: Path) -> No
     assert again.cached and again.anomalous == v.anomalous
 
 
-def test_judgment_via_tool_call_and_json_text(llama_server: str) -> None:
-    for mode, method in (("tool_call", "tool_call"), ("json_text", "json_text")):
-        svc = LLMService(_settings(llama_server, judge_mode=mode), cache_dir=None)
-        try:
-            v = svc.judge_log(_finding())
-        except LLMOutputError:
-            if mode == "json_text":  # a 135M model may fail JSON-in-text twice: that must be the typed error
-                continue
-            raise
-        assert v.method == method and 0.0 <= v.confidence <= 1.0
+@pytest.fixture
+def prose_json_server() -> Iterator[str]:
+    yield from _fake("prose_json")
+
+
+def test_judgment_via_tool_call(llama_server: str) -> None:
+    svc = LLMService(_settings(llama_server, judge_mode="tool_call"), cache_dir=None)
+    v = svc.judge_log(_finding())  # nothing swallowed: the real model must give a valid verdict this way
+    assert v.method == "tool_call" and 0.0 <= v.confidence <= 1.0
+
+
+def test_judgment_via_json_text(llama_server: str, prose_json_server: str) -> None:
+    """JSON in prose is read, and an invented evidence id is dropped, recorded and counted. The embedded 135M model
+    writes no JSON object in text at temperature 0: that is the typed error, asserted, not skipped."""
+    svc = LLMService(_settings(prose_json_server, judge_mode="json_text"), cache_dir=None)
+    v = svc.judge_log(_finding())
+    assert v.method == "json_text" and v.anomalous and v.confidence == 0.8 and v.category == "network"
+    assert v.evidence_ids == ["F1.T1"] and v.cited == "model" and v.rejected_ids == ["F7.Q1"]
+    assert svc.stats["invented_ids"] == 1
+    with pytest.raises(LLMOutputError, match="no JSON object"):
+        LLMService(_settings(llama_server, judge_mode="json_text"), cache_dir=None).judge_log(_finding())
 
 
 def test_structured_output_through_langchain(llama_server: str) -> None:

@@ -217,3 +217,62 @@ def test_report_findings_adapt_to_llm_inputs() -> None:
     assert met.channels[0].change_sigma == 20.0 and met.channels[0].shape == "rise of 20.0 sd (extreme)"
     with pytest.raises(ValueError):
         as_log_input({"id": "F2", "templates": []})
+
+
+def test_cite_keeps_given_ids_marks_filled_ones_and_rejects_invented_ones() -> None:
+    from agent.llm.schemas import cite
+
+    assert cite(["F1.T1", "F9.T9", "F1.T1"], ["F1", "F1.T1"], ["F1"]) == (["F1.T1"], "model", ["F9.T9"])
+    assert cite(["F9.T9"], ["F1", "F1.T1"], ["F1"]) == (["F1"], "filled", ["F9.T9"])
+    assert cite([], ["F1"], ["F1"]) == (["F1"], "filled", [])
+
+
+class _ScriptedEngine:
+    """Stands in for the in-process model's chat call only; what is under test is the code around it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def chat(self, messages: list[dict[str, str]], **kw: object) -> dict[str, object]:
+        return {"choices": [{"message": {"content": self.text}, "finish_reason": "stop"}], "usage": {}}
+
+
+def test_an_invented_evidence_id_is_dropped_recorded_and_counted(tmp_path: Path) -> None:
+    from agent.llm import LLMService
+    from agent.llm.judges import _plain_explanation
+    from agent.settings import Settings
+    from prompts import RenderedPrompt
+
+    svc = LLMService(Settings(data_dir=str(tmp_path), llm={"backend": "none"}).llm, tmp_path / "cache")
+    prompt = RenderedPrompt(name="explain", version="1", system="s", user="u")
+
+    class _Pool:
+        def __init__(self, text: str) -> None:
+            self.engine = _ScriptedEngine(text)
+
+        def acquire(self) -> _ScriptedEngine:
+            return self.engine
+
+    svc._pool = _Pool("The disk filled up [F1.T1], as in incident [I7].")
+    e = _plain_explanation(svc, prompt, ["F1", "F1.T1"], summary=False)
+    assert e.evidence_ids == ["F1.T1"] and e.cited == "model" and e.rejected_ids == ["I7"]
+    assert svc.stats["invented_ids"] == 1
+    svc._pool = _Pool("Something went wrong [F3.L2].")
+    e = _plain_explanation(svc, prompt, ["F1", "F1.T1"], summary=False)
+    assert e.evidence_ids == ["F1"] and e.cited == "filled" and e.rejected_ids == ["F3.L2"]
+    assert svc.stats["invented_ids"] == 2
+
+
+def test_report_verdicts_keep_who_cited_and_what_was_rejected() -> None:
+    from agent.llm.schemas import Verdict
+    from agent.triage.enrich import _explanation, _verdict
+
+    v = Verdict(anomalous=True, confidence=0.9, evidence_ids=["F1.T1", "F1.Z9"])
+    out = _verdict(v, {"F1", "F1.T1"}, "F1")
+    assert out.evidence_ids == ["F1.T1"] and out.cited == "model" and out.rejected_ids == ["F1.Z9"]
+    label = Verdict(anomalous=False, confidence=0.7, evidence_ids=["F1.T1"], cited="filled")
+    assert _verdict(label, {"F1", "F1.T1"}, "F1").cited == "filled"  # the code's choice stays the code's
+    from agent.llm.schemas import Explanation
+
+    e = _explanation(Explanation(text="x", evidence_ids=["Q1"]), {"F1"}, None)
+    assert e is None  # a claim that cites nothing it was given stays out of the report

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from agent.llm.backends import invoke_openai, parse_json_object
 from agent.llm.errors import LLMError, LLMOutputError
-from agent.llm.schemas import Explanation, Verdict, VerdictOut
+from agent.llm.schemas import Explanation, Verdict, VerdictOut, cite
 
 if TYPE_CHECKING:  # pragma: no cover
     from agent.llm.service import LLMService
@@ -94,7 +94,7 @@ def label_verdict(svc: LLMService, rendered: RenderedPrompt, evidence: list[str]
     reason = f"{reason} [{evidence_reason}]" if reason else evidence_reason
     category = (prior_category or "anomaly") if anomalous else "normal"
     return Verdict(anomalous=anomalous, confidence=round(p if anomalous else 1.0 - p, 4), p_anomalous=round(p, 4),
-                   category=category, reason=reason, evidence_ids=evidence[:3],
+                   category=category, reason=reason, evidence_ids=evidence[:3], cited="filled",  # a label cites nothing
                    source="llm+prior" if p_prior is not None else "llm", method="label_likelihood", scores=scores)
 
 
@@ -240,9 +240,10 @@ def generated_explanation(svc: LLMService, rendered: RenderedPrompt, ids: list[s
     text = str(data.get("text", "")).strip()
     if not text:
         raise LLMOutputError("the model returned an empty explanation")
-    cited = [str(i) for i in data.get("evidence_ids", []) or [] if str(i) in ids]
+    cited, who, rejected = cite(data.get("evidence_ids") or [], ids, ids[:1])
+    _invented(svc, rejected)
     steps = [str(s)[:160] for s in (data.get("next_steps") or []) if str(s).strip()][:3]
-    return Explanation(text=text[:1200], evidence_ids=list(dict.fromkeys(cited)) or ids[:1], source="llm",
+    return Explanation(text=text[:1200], evidence_ids=cited, cited=who, rejected_ids=rejected, source="llm",
                        likely_cause=str(data.get("likely_cause", ""))[:200], next_steps=steps)
 
 
@@ -265,6 +266,13 @@ def _plain_explanation(svc: LLMService, rendered: RenderedPrompt, ids: list[str]
         text = text[: text.rfind(".") + 1]  # drop the sentence the token limit cut
     if not text:
         raise LLMOutputError("the model returned an empty explanation")
-    given = set(ids)
-    cited = [m for m in dict.fromkeys(_ID.findall(text)) if m in given]
-    return Explanation(text=text[:1200], evidence_ids=cited or ids[:1], source="llm")
+    cited, who, rejected = cite(_ID.findall(text), ids, ids[:1])
+    _invented(svc, rejected)
+    return Explanation(text=text[:1200], evidence_ids=cited, cited=who, rejected_ids=rejected, source="llm")
+
+
+def _invented(svc: LLMService, rejected: list[str]) -> None:
+    """Count ids a model cited that it was never given (``stats["invented_ids"]``); they are dropped."""
+    if rejected:
+        svc._count("invented_ids", len(rejected))
+        logger.info("the model cited ids it was not given (dropped): %s", rejected[:5])

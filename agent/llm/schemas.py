@@ -9,6 +9,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 JudgeMethod = Literal["label_likelihood", "json_schema", "tool_call", "json_text", "cache"]
+Cited = Literal["model", "filled"]
+"""Who chose an output's evidence ids: ``model`` = ids the model cited (of those it was given); ``filled`` = the model
+cited none of them (or cannot cite, as in label-likelihood judgment) and the code put in the given ones."""
+
+
+def cite(cited: Any, given: Any, fallback: Any) -> tuple[list[str], Cited, list[str]]:
+    """``(evidence ids, who chose them, rejected ids)``: the ``cited`` ids that were ``given`` (in order, once), or
+    ``fallback`` marked ``filled`` when none was; ids cited but never given (invented) are returned as rejected."""
+    given_set = {str(i) for i in given}
+    out = list(dict.fromkeys(str(i) for i in (cited or [])))
+    kept = [i for i in out if i in given_set]
+    rejected = [i for i in out if i not in given_set]
+    if kept:
+        return kept, "model", rejected
+    return [str(i) for i in fallback], "filled", rejected
 
 
 class _Model(BaseModel):
@@ -94,6 +109,8 @@ class Verdict(_Model):
     prompt_version: str = ""
     cached: bool = False
     flags: list[str] = Field(default_factory=list, description="e.g. injection payload kinds cut from the data")
+    cited: Cited = Field("model", description="'model': the model cited evidence_ids; 'filled': the code did")
+    rejected_ids: list[str] = Field(default_factory=list, description="Ids the model cited that it was not given")
 
 
 class VerdictOut(_Model):
@@ -118,6 +135,9 @@ class Explanation(_Model):
     model: str = ""
     prompt_name: str = ""
     prompt_version: str = ""
+    cited: Cited = Field("model", description="'model': the model (or the template) cited evidence_ids; 'filled': "
+                                              "the model cited none and the code filled them in")
+    rejected_ids: list[str] = Field(default_factory=list, description="Ids the model cited that it was not given")
 
 
 class ServerCapabilities(_Model):

@@ -29,7 +29,14 @@ from agent.llm.errors import LLMError, LLMUnavailable
 from agent.llm.inputs import PromptBuilder, as_log_input, as_metric_input
 from agent.llm.prior import SemanticPrior, combine
 from agent.llm.resilience import CircuitBreaker, Resilience
-from agent.llm.schemas import Explanation, LogFindingInput, MetricFindingInput, ServerCapabilities, Verdict
+from agent.llm.schemas import (
+    Explanation,
+    LogFindingInput,
+    MetricFindingInput,
+    ServerCapabilities,
+    Verdict,
+    cite,
+)
 from tools.redact import InjectionFilter, Redactor
 
 logger = logging.getLogger(__name__)
@@ -80,7 +87,8 @@ class LLMService:
             max_retries=settings.max_retries, concurrency=settings.concurrency,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
         )
-        self.stats = {"calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "errors": 0}
+        self.stats = {"calls": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0, "errors": 0,
+                      "invented_ids": 0}
         self._stats_lock = threading.Lock()
 
     # ---- set-up --------------------------------------------------------------------------------------------
@@ -239,6 +247,8 @@ class LLMService:
             if hit is not None:
                 try:
                     self._count("cache_hits")
+                    if "cited" not in hit and hit.get("method") == "label_likelihood":
+                        hit = {**hit, "cited": "filled"}  # cached before provenance was kept: a label cites nothing
                     return Verdict.model_validate({**hit, "cached": True})
                 except ValueError:
                     logger.warning("dropping an invalid cached verdict")
@@ -250,8 +260,12 @@ class LLMService:
             verdict = self._guard(lambda: judges.generated_verdict(self, rendered, method, evidence), f"{name} ({method})")
             if prior is not None:
                 verdict = self._blend(verdict, *prior)
+        ids, who, rejected = cite(verdict.evidence_ids, evidence, evidence[:3])
+        if rejected:
+            self._count("invented_ids", len(rejected))
         verdict = verdict.model_copy(update={
-            "evidence_ids": [i for i in verdict.evidence_ids if i in evidence] or evidence[:3],
+            "evidence_ids": ids, "cited": "filled" if verdict.cited == "filled" else who,
+            "rejected_ids": [*verdict.rejected_ids, *rejected],
             "model": self.model_name, "prompt_name": name, "prompt_version": template.version,
             "flags": sorted(set(flags)),
         })

@@ -19,6 +19,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agent.llm.schemas import cite
 from agent.report import (
     DegradedFlag,
     Explanation,
@@ -335,23 +336,25 @@ def _prompt(out: Judged, res: Verdict | Explanation | CitedText) -> None:
 
 
 def _verdict(res: Verdict, valid: set[str], fid: str) -> Verdict:
-    ids = [i for i in res.evidence_ids if i in valid] or [fid]
+    ids, who, rejected = cite(res.evidence_ids, valid, [fid])
     # One Verdict type: the LLM layer's, kept with its provenance; its evidence ids narrowed to the report's.
     return res.model_copy(update={"confidence": float(min(max(res.confidence, 0.0), 1.0)),
                                   "category": res.category or "unknown", "reason": res.reason[:1000],
-                                  "evidence_ids": ids})
+                                  "evidence_ids": ids, "cited": "filled" if res.cited == "filled" else who,
+                                  "rejected_ids": [*res.rejected_ids, *rejected]})
 
 
 def _explanation(res: Explanation | CitedText, valid: set[str], fid: str | None) -> Explanation | None:
     text = str(res) if isinstance(res, str) else res.text
     if not text.strip():
         return None
-    cited = [i for i in res.evidence_ids if i in valid]
+    cited, who, rejected = cite(res.evidence_ids, valid, [fid] if fid is not None else [])
     if not cited:
-        if fid is None:
-            return None  # a claim without evidence stays out of the report
-        cited = [fid]
-    return Explanation(text=_dedupe_sentences(str(text))[:2000], evidence_ids=cited, source="llm")
+        return None  # a claim without evidence stays out of the report
+    prior = res if isinstance(res, Explanation) else None
+    return Explanation(text=_dedupe_sentences(str(text))[:2000], evidence_ids=cited, source="llm",
+                       cited="filled" if prior is not None and prior.cited == "filled" else who,
+                       rejected_ids=[*(prior.rejected_ids if prior is not None else []), *rejected])
 
 
 def _dedupe_sentences(text: str) -> str:

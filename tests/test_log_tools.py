@@ -129,8 +129,8 @@ def test_chat_metric_tool_reports_the_spans_the_triage_reports(tmp_path: Path) -
     """One operation behind both: the chat tool's spans are the triage's metric hits, same edges and channels."""
     from agent.settings import Settings
     from agent.triage.detect import run_metric_detector
-    from agent.triage.inputs import load_metrics
     from tools.metric_tools import MetricAnomalyTool
+    from tools.metrics_io import load_metric_set
 
     rng = np.random.default_rng(3)
     idx = pd.date_range("2026-01-01 10:00", periods=300, freq="1min")
@@ -141,7 +141,7 @@ def test_chat_metric_tool_reports_the_spans_the_triage_reports(tmp_path: Path) -
     df.to_csv(csv, index_label="timestamp")
     s = Settings(data_dir=str(tmp_path), llm={"backend": "none"})
     name = s.detectors.metric_detector
-    mset, _, _ = load_metrics(csv)
+    mset, _, _ = load_metric_set(csv)
     hits, _ = run_metric_detector(mset.frame, s, [], lambda *a: None)
     ws = LogWorkspace(sources={}, metrics={"m": str(csv)})
     out = MetricAnomalyTool(ws, name, s.detectors.params_for(name), robust_k=s.triage.metric_robust_k,

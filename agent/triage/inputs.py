@@ -20,7 +20,6 @@ import pandas as pd
 from agent.settings import Settings
 from agent.triage.rank import LEVEL_WEIGHT
 from tools.errors import InputError
-from tools.metrics_io import MetricSet
 
 logger = logging.getLogger(__name__)
 
@@ -342,14 +341,13 @@ class _Accumulator:
     def remap(self, new_id: Callable[[str], str], line_offset: dict[str, int] | None = None) -> None:
         """Rename every template id (``new_id``; several may become one) and shift sample line numbers by each
         source's ``line_offset`` (a shard of a file counts its lines from 1)."""
-        ids = {t for t in self.templates} | {t for t, _ in self.level_counts} | set(self.first)
-        for c in self.cells:
-            ids.update(str(t) for t in c.index.get_level_values(1).unique())
-        table = {t: new_id(t) for t in ids}
-        table.update({t: new_id(t) for t in self.ev_tid.values() if t not in table})
+        table: dict[str, str] = {}
 
         def tid(t: str) -> str:
-            return table.get(t) or new_id(t)
+            got = table.get(t)
+            if got is None:
+                got = table[t] = new_id(t)
+            return got
 
         def event(e: str) -> str:
             head, sep, rest = e.partition("|")
@@ -424,17 +422,9 @@ class _Accumulator:
         line number): the same result however the input was cut into chunks or shards."""
         self.remap(lambda t: str(parser.resolve(int(t))))
         self.templates = {t: parser.template(int(t)) for t in {str(x) for c in self.cells for x in c.index.get_level_values(1).unique()}}
-        capped: dict[tuple[str, pd.Timestamp], list[tuple]] = {}
-        for key, items in self.samples.items():
-            items = sorted(items, key=lambda x: (order.get(x[0] or "", 0), x[1] if x[1] is not None else 0))
-            kept: list[tuple] = []
-            per_level: dict[str, int] = {}
-            for it in items:
-                if per_level.get(it[4], 0) < SAMPLES_PER_CELL:
-                    per_level[it[4]] = per_level.get(it[4], 0) + 1
-                    kept.append(it)
-            capped[key] = kept
-        self.samples = capped
+        self.samples = {key: _first_per_level(sorted(items, key=lambda x: (order.get(x[0] or "", 0),
+                                                                           x[1] if x[1] is not None else 0)))
+                        for key, items in self.samples.items()}
 
     def finish(self, stats: dict[str, Any], sources: list[str], max_windows: int | None = None,
                parser: Any = None) -> LogData:
@@ -453,11 +443,9 @@ class _Accumulator:
             cells.index.names = ["ws", "tid"]
             rebinned: dict[tuple[str, pd.Timestamp], list[tuple]] = {}
             for (t, w), items in self.samples.items():
-                cell = rebinned.setdefault((t, w.floor(window)), [])
-                for item in items:
-                    if sum(1 for x in cell if x[4] == item[4]) < SAMPLES_PER_CELL:
-                        cell.append(item)
-            self.samples, self.window = rebinned, window
+                rebinned.setdefault((t, w.floor(window)), []).extend(items)
+            self.samples = {k: _first_per_level(v) for k, v in rebinned.items()}
+            self.window = window
         counts = cells.unstack("tid", fill_value=0)
         full = pd.date_range(counts.index.min(), counts.index.max(), freq=self.window)
         counts = counts.reindex(full, fill_value=0).astype("int64")
@@ -480,6 +468,17 @@ class _Accumulator:
 
 
 _WINDOW_LADDER = ("1min", "5min", "10min", "15min", "30min", "1h", "2h", "3h", "6h", "12h", "1D", "2D", "7D", "14D", "28D")
+
+
+def _first_per_level(items: list[tuple]) -> list[tuple]:
+    """The first ``SAMPLES_PER_CELL`` sample lines of each level (a sample's last field), in the given order."""
+    kept: list[tuple] = []
+    per_level: dict[str, int] = {}
+    for it in items:
+        if per_level.get(it[4], 0) < SAMPLES_PER_CELL:
+            per_level[it[4]] = per_level.get(it[4], 0) + 1
+            kept.append(it)
+    return kept
 
 
 def widen_window(window: pd.Timedelta, span: pd.Timedelta, max_windows: int | None) -> pd.Timedelta:
@@ -531,13 +530,6 @@ def _int(v: Any) -> int | None:
         return int(v)
     except (TypeError, ValueError):
         return None
-
-
-def load_metrics(metrics: Path | str | pd.DataFrame | MetricSet) -> tuple[MetricSet, str, list[str]]:
-    """See :func:`tools.metrics_io.load_metric_set` (the chat tools read metrics the same way)."""
-    from tools.metrics_io import load_metric_set
-
-    return load_metric_set(metrics)
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

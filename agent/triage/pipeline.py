@@ -40,10 +40,10 @@ from agent.triage.assemble import alert_only_report, assemble, with_cause
 from agent.triage.detect import run_log_detectors, run_metric_detector
 from agent.triage.enrich import Judged, Memory
 from agent.triage.evidence import Candidate, build_finding
-from agent.triage.inputs import LogData, fmt_td, load_logs, load_metrics
+from agent.triage.inputs import LogData, fmt_td, load_logs
 from agent.triage.rank import group_hits, score_group
 from tools.errors import InputError
-from tools.metrics_io import MetricSet
+from tools.metrics_io import MetricSet, load_metric_set
 from tools.redact import Redactor
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def triage(
     if metrics is not None:
         with run.stage("metrics"):
             try:
-                mset, name, notes = load_metrics(metrics)
+                mset, name, notes = load_metric_set(metrics)
                 mdf = mset.frame
                 inputs.metric_source, inputs.metric_rows = name, len(mdf)
                 inputs.metric_channels = [str(c) for c in mdf.columns][:MAX_LISTED_CHANNELS]

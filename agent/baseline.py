@@ -60,7 +60,8 @@ class Baseline:
 
     # ---- building -----------------------------------------------------------------------------------------------
     @classmethod
-    def build(cls, settings: Settings, *, logs: Sequence[str | Path] | None = None, metrics: str | Path | None = None,
+    def build(cls, settings: Settings, *, logs: Sequence[str | Path] | None = None,
+              metrics: str | Path | MetricSet | None = None,
               traces: Sequence[str | Path] | str | Path | None = None,
               tick: Callable[[str, float, str], None] | None = None) -> Baseline:
         """Read fault-free logs, metrics and traces (any of them) into a baseline.
@@ -85,10 +86,10 @@ class Baseline:
             out.sources["logs"] = [str(s) for s in data.sources]
             out.notes += [f"baseline logs: {n}" for n in data.stats.get("notes", [])]
         if metrics is not None:
-            from tools.metrics_io import read_metric_set
+            from tools.metrics_io import load_metric_set
 
-            out.metrics = read_metric_set(metrics)
-            out.sources["metrics"] = [str(metrics)]
+            out.metrics, name, _ = load_metric_set(metrics)
+            out.sources["metrics"] = [name]
             out.notes += [f"baseline metrics: {n}" for n in out.metrics.lines()[1:]][:20]
         if traces:
             from tools.traces import read_spans

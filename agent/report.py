@@ -235,6 +235,8 @@ class AlertRef(_Model):
     starts_at: datetime | None = None
     summary: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    resolved_at: datetime | None = Field(None, description="When Alertmanager said the alert (group) resolved")
+    group_alerts: int = Field(1, description="Alerts of its Alertmanager group in the notification triaged")
 
 
 class DegradedFlag(_Model):

@@ -163,6 +163,59 @@ class RCASettings(_Section):
     max_candidates: int = Field(5, ge=1, le=50, description="Root-cause candidates in the report")
 
 
+class PrometheusSettings(_Section):
+    """Prometheus as a metric source (``tools.prometheus``): the server, its credentials and the query bounds."""
+
+    url: str | None = Field(None, description="Base URL, e.g. http://127.0.0.1:9090 (None: no Prometheus)")
+    bearer_token: SecretStr | None = None
+    bearer_token_file: str | None = Field(None, description="File holding the bearer token (read on each use)")
+    username: str | None = Field(None, description="Basic auth user (instead of a bearer token)")
+    password: SecretStr | None = None
+    verify: bool = Field(True, description="Verify the server's TLS certificate")
+    ca_file: str | None = Field(None, description="CA bundle to verify it with")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one query")
+    max_series: int = Field(500, ge=1, description="A query returning more series is refused")
+    max_points: int = Field(2_000_000, ge=1, description="A query returning more points is refused")
+    step_s: float | None = Field(None, gt=0, description="Query step (default: from the window, ~600 points)")
+    baseline: str = Field("preceding:6h", description="What normal looks like: 'preceding:<dur>' (the range "
+                          "before the window), 'offsets:1d,7d' (the same window a day and a week earlier), 'none'")
+    alert_expr: bool = Field(True, description="For an alert, also query the expression behind it (generatorURL)")
+
+
+class PrometheusSource(_Section):
+    """A service's metrics in Prometheus: PromQL queries (``{{service}}``, ``{{namespace}}``, ``{{pod}}`` and any
+    other alert label are filled in) and/or a label selector that takes every series matching it."""
+
+    queries: dict[str, str] = Field(default_factory=dict, description="name -> PromQL")
+    selector: str | None = Field(None, description='e.g. {namespace="{{namespace}}",pod=~"{{service}}-.*"}')
+
+
+class MetricSource(_Section):
+    """Where a service's metrics live: a file or directory (``path``), or Prometheus."""
+
+    path: str | None = None
+    prometheus: PrometheusSource | None = None
+
+
+class JournaldSource(_Section):
+    """Logs from the systemd journal, read with ``journalctl -o json`` (no extra daemon)."""
+
+    units: list[str] = Field(default_factory=list, description="systemd units (-u); empty: every unit")
+    identifiers: list[str] = Field(default_factory=list, description="syslog identifiers (-t)")
+    directory: str | None = Field(None, description="journal directory (-D) instead of the system journal")
+    file: str | None = Field(None, description="one journal file (--file)")
+    journalctl: str = "journalctl"
+    max_entries: int = Field(200_000, ge=1, description="Most entries read per triage (the newest are kept)")
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class LogSource(_Section):
+    """Where a service's logs live, besides plain globs: files/globs (also Kubernetes pod log files) or journald."""
+
+    files: list[str] = Field(default_factory=list, description="globs (/var/log/pods/<ns>_<pod>_*/*/*.log, ...)")
+    journald: JournaldSource | None = None
+
+
 class ServerSettings(_Section):
     """HTTP service."""
 
@@ -172,8 +225,10 @@ class ServerSettings(_Section):
     max_body_mb: float = 50.0
     request_timeout_s: float = 120.0
     sync_max_bytes: int = Field(2_000_000, description="Larger triage uploads run as background jobs")
-    sources: dict[str, list[str]] = Field(default_factory=dict, description="service -> log file globs for alerts")
-    metrics_sources: dict[str, str] = Field(default_factory=dict, description="service -> metrics CSV path")
+    sources: dict[str, list[str | LogSource]] = Field(
+        default_factory=dict, description="service -> log sources for alerts: globs, or {files: [...]} / {journald: {...}}")
+    metrics_sources: dict[str, str | MetricSource] = Field(
+        default_factory=dict, description="service -> metrics: a CSV/directory path, or {prometheus: {queries, selector}}")
     outgoing_webhook: str | None = None
     outgoing_timeout_s: float = Field(10.0, gt=0, description="Timeout of one POST to the outgoing webhook")
     workers: int = Field(2, ge=1, le=64, description="Triage worker threads (bounded pool; webhooks never wait)")
@@ -200,6 +255,7 @@ class Settings(BaseSettings):
     triage: TriageSettings = Field(default_factory=TriageSettings)
     rca: RCASettings = Field(default_factory=RCASettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
 
     @property
     def store_path(self) -> Path:

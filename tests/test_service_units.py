@@ -16,28 +16,52 @@ from agent.service.security import exposure_warning, is_loopback
 from tools.alerts import Alert, AlertmanagerWebhook
 
 
-def _alert(fp: str = "abc", status: str = "firing") -> Alert:
+def _alert(fp: str = "abc", status: str = "firing", starts: str = "2026-11-02T14:06:00Z") -> Alert:
     return Alert.model_validate({
         "status": status, "labels": {"alertname": "DiskFull", "container": "checkout", "service": "kube-state-metrics"},
-        "annotations": {"summary": "disk almost full"}, "startsAt": "2026-11-02T14:06:00Z", "fingerprint": fp,
+        "annotations": {"summary": "disk almost full"}, "startsAt": starts, "fingerprint": fp,
+        **({"endsAt": "2026-11-02T14:30:00Z"} if status == "resolved" else {}),
     })
 
 
-def test_ledger_dedups_and_survives_a_restart(tmp_path: Path) -> None:
+def _fire(ledger: AlertLedger, group: str, *alerts: Alert, job: str = "j1") -> tuple[str, bool]:
+    """What the webhook does for a firing notification: register it, and record a new episode's job."""
+    ep, _, new = ledger.firing(group, list(alerts))
+    if new:
+        ledger.attach(group, ep.id, job_id=job)
+        ledger.record("firing", alerts[0], group=group, episode=ep.id, keys=sorted(ep.alerts), job_id=job)
+    return ep.id, new
+
+
+def test_one_episode_per_group_across_resends_and_a_restart(tmp_path: Path) -> None:
     ledger = AlertLedger(tmp_path, capacity=100)
     ledger.load()
-    first = _alert()
-    assert ledger.claim(first) is True
-    assert ledger.claim(_alert()) is False  # same fingerprint and startsAt
-    assert ledger.claim(_alert(status="resolved")) is True  # a resolution is a new event
-    ledger.record("firing", first, job_id="j1")
-    ledger.record("resolved", _alert(status="resolved"))
+    ep1, new = _fire(ledger, "{}:{alertname=DiskFull}", _alert("a"), _alert("b"))
+    assert new
+    # repeat_interval re-send, and a group_interval update where a third alert joined: no new episode.
+    assert _fire(ledger, "{}:{alertname=DiskFull}", _alert("a"), _alert("b")) == (ep1, False)
+    ep, joined, new = ledger.firing("{}:{alertname=DiskFull}", [_alert("a"), _alert("b"), _alert("c")])
+    assert (ep.id, new) == (ep1, False) and joined == {_alert("c").dedup_key()}
+    ledger.record("joined", None, group="{}:{alertname=DiskFull}", episode=ep1, keys=sorted(joined))
+    ledger.attach("{}:{alertname=DiskFull}", ep1, report_id="r1")
+    ledger.record("report", None, group="{}:{alertname=DiskFull}", episode=ep1, report_id="r1")
+    # Another group is its own episode.
+    assert _fire(ledger, "{}:{alertname=Other}", _alert("z"))[1]
+    # A restart replays the episodes: Alertmanager's re-send after it is still a duplicate.
     restarted = AlertLedger(tmp_path, capacity=100)
     restarted.load()
-    assert restarted.claim(_alert()) is False
-    assert restarted.claim(_alert(fp="other")) is True
-    restarted.forget(_alert(fp="other"))  # could not be queued: its redelivery must be processed
-    assert restarted.claim(_alert(fp="other")) is True
+    assert _fire(restarted, "{}:{alertname=DiskFull}", _alert("c")) == (ep1, False)
+    assert restarted.episode("{}:{alertname=DiskFull}").report_id == "r1"  # type: ignore[union-attr]
+    # Part of the group resolving does not close it; the whole group resolving does, once.
+    assert restarted.resolved("{}:{alertname=DiskFull}", [_alert("a", "resolved")], whole_group=False) is None
+    closed = restarted.resolved("{}:{alertname=DiskFull}", [_alert(x, "resolved") for x in "abc"], whole_group=True)
+    assert closed is not None and closed.id == ep1 and closed.resolved_at.startswith("2026-11-02T14:30")  # type: ignore[union-attr]
+    assert restarted.resolved("{}:{alertname=DiskFull}", [_alert("a", "resolved")], whole_group=True) is None
+    # The group firing again later (new startsAt) is a new episode, with a new report.
+    ep2, new = _fire(restarted, "{}:{alertname=DiskFull}", _alert("a", starts="2026-11-03T09:00:00Z"))
+    assert new and ep2 != ep1
+    restarted.forget("{}:{alertname=DiskFull}")  # could not be queued: the redelivery must be processed
+    assert _fire(restarted, "{}:{alertname=DiskFull}", _alert("a", starts="2026-11-03T09:00:00Z"))[1]
     (tmp_path / "ledger.jsonl").open("a").write("{broken\n")
     AlertLedger(tmp_path, capacity=100).load()  # a bad line is skipped, not fatal
 
@@ -45,9 +69,9 @@ def test_ledger_dedups_and_survives_a_restart(tmp_path: Path) -> None:
 def test_ledger_capacity_is_bounded(tmp_path: Path) -> None:
     ledger = AlertLedger(tmp_path, capacity=100)
     for i in range(250):
-        ledger.claim(_alert(fp=f"fp{i}"))
-    assert len(ledger._seen) == 100
-    assert ledger.claim(_alert(fp="fp0")) is True  # forgotten (oldest) -> processed again
+        ledger.firing(f"g{i}", [_alert(fp=f"fp{i}")])
+    assert len(ledger._episodes) == 100
+    assert ledger.firing("g0", [_alert(fp="fp0")])[2] is True  # forgotten (oldest) -> processed again
 
 
 def test_resolve_service_prefers_configured_labels() -> None:

@@ -139,6 +139,7 @@ class ChatAgent:
             on_report: called with each report ``run_triage`` produces (the service stores them).
         """
         from agent.chat.toolset import build_toolset
+        from agent.sources import log_files, metric_paths
 
         if model is None:
             from agent.llm import make_chat_model
@@ -147,8 +148,8 @@ class ChatAgent:
         supports = model_supports_tools(model)
         toolset = build_toolset(
             settings,
-            logs=logs if logs is not None else dict(settings.server.sources),
-            metrics=metrics if metrics is not None else dict(settings.server.metrics_sources),
+            logs=logs if logs is not None else {k: log_files(v) for k, v in settings.server.sources.items()},
+            metrics=metrics if metrics is not None else metric_paths(settings.server.metrics_sources),
             store=store,
             llm=llm,
             on_report=on_report,

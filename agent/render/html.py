@@ -67,8 +67,12 @@ def render_html(report: TriageReport) -> str:
             f'<p id="{escape(a.id)}"><b>Alert [{escape(a.id)}]</b> <code>{escape(a.name)}</code> '
             f"({escape(a.status or '?')}, severity {escape(a.severity or '?')}"
             + (f", service {escape(a.service)}" if a.service else "")
-            + f", since {_ts(a.starts_at)})" + (f": {escape(a.summary)}" if a.summary else "") + "</p>"
+            + f", since {_ts(a.starts_at)})" + (f": {escape(a.summary)}" if a.summary else "")
+            + (f" ({a.group_alerts} alerts in its group)" if a.group_alerts > 1 else "") + "</p>"
         )
+        if a.resolved_at is not None:
+            h.append(f'<p class="resolved" id="resolved"><b>Resolved</b> at {_ts(a.resolved_at)} (Alertmanager); '
+                     "the findings are as triaged when it fired.</p>")
 
     h.extend(_root_causes(report))
     h.append("<h2>Findings</h2>")

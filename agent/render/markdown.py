@@ -69,7 +69,11 @@ def render_markdown(report: TriageReport) -> str:
             + (f", service {a.service}" if a.service else "")
             + f", since {_ts(a.starts_at)})"
             + (f": {a.summary}" if a.summary else "")
+            + (f" ({a.group_alerts} alerts in its group)" if a.group_alerts > 1 else "")
         )
+        if a.resolved_at is not None:
+            out.append("")
+            out.append(f"**Resolved** at {_ts(a.resolved_at)} (Alertmanager); the findings are as triaged when it fired.")
         out.append("")
 
     out.extend(_root_causes(report))

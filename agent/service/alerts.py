@@ -3,10 +3,12 @@ detection), Slack blocks. The alert and webhook models are :mod:`tools.alerts`."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,32 +39,52 @@ def resolve_service(alert: Alert, known: set[str]) -> tuple[str | None, bool]:
     return None, False
 
 
-class AlertLedger:
-    """Which alerts were seen (duplicate deliveries are processed once) and what became of them.
+@dataclass
+class Episode:
+    """One firing episode of an Alertmanager group: from its first firing notification to its resolution. It gets
+    one triage and one report, however often Alertmanager re-sends it (``repeat_interval``, ``group_interval``
+    updates, retries)."""
 
-    Keys live in a bounded LRU; every event is appended to ``<root>/ledger.jsonl`` and the last keys are reloaded
-    at start-up, so a restart does not re-triage an alert Alertmanager redelivers.
+    group: str
+    id: str
+    alerts: set[str] = field(default_factory=set)  # the (fingerprint, startsAt) keys of its alerts
+    job_id: str | None = None
+    report_id: str | None = None
+    resolved_at: str | None = None
+
+
+def group_of(group_key: str | None, alert: Alert) -> str:
+    """The group an alert is triaged in: Alertmanager's ``groupKey``, or the alert itself when posted without one."""
+    return group_key or f"alert:{alert.fingerprint}"
+
+
+class AlertLedger:
+    """Which alert groups are firing, which notifications were already handled, and what became of them.
+
+    One report per alert group and firing episode: a notification whose firing alerts are already part of the
+    group's open episode is a re-send (duplicate); new alerts joining it are recorded, not re-triaged. A resolved
+    notification closes the episode and marks its report resolved. Every event is appended to
+    ``<root>/ledger.jsonl`` and the episodes are replayed at start-up, so a restart does not re-triage a group that
+    Alertmanager re-sends.
 
     Args:
         root: directory of the ledger file.
-        capacity: keys remembered.
+        capacity: episodes remembered (oldest forgotten first).
     """
 
     def __init__(self, root: Path, capacity: int):
         self.root = root
         self.capacity = capacity
-        self._seen: OrderedDict[str, str] = OrderedDict()
+        self._episodes: OrderedDict[str, Episode] = OrderedDict()
         self._lock = threading.Lock()
-        self._loaded = False
 
     @property
     def path(self) -> Path:
         return self.root / "ledger.jsonl"
 
     def load(self) -> None:
-        """Reload the remembered keys from the ledger file (bad lines are counted and skipped)."""
+        """Replay the episodes from the ledger file (bad lines are counted and skipped)."""
         with self._lock:
-            self._loaded = True
             if not self.path.is_file():
                 return
             bad = 0
@@ -73,34 +95,96 @@ class AlertLedger:
                     except ValueError:
                         bad += 1
                         continue
-                    if rec.get("event") in ("firing", "resolved") and rec.get("key"):
-                        self._remember(f"{rec['event']}|{rec['key']}", rec.get("job_id") or "")
+                    if isinstance(rec, dict) and rec.get("group"):
+                        self._replay(rec)
             if bad:
                 logger.warning("alert ledger %s: %d unreadable lines skipped", self.path, bad)
 
-    def _remember(self, key: str, value: str) -> None:
-        self._seen[key] = value
-        self._seen.move_to_end(key)
-        while len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+    def _replay(self, rec: dict[str, Any]) -> None:
+        group, event = str(rec["group"]), rec.get("event")
+        ep = self._episodes.get(group)
+        if event == "firing" and rec.get("episode"):
+            if ep is None or ep.id != rec["episode"]:
+                ep = Episode(group=group, id=str(rec["episode"]))
+                self._put(ep)
+            ep.alerts |= set(rec.get("keys") or [])
+            ep.job_id = rec.get("job_id") or ep.job_id
+        elif ep is not None and rec.get("episode") == ep.id:
+            if event == "joined":
+                ep.alerts |= set(rec.get("keys") or [])
+            elif event == "report":
+                ep.report_id = rec.get("report_id") or ep.report_id
+            elif event == "resolved":
+                ep.resolved_at = rec.get("resolved_at") or rec.get("at")
+            elif event == "refused":
+                self._episodes.pop(group, None)
 
-    def claim(self, alert: Alert) -> bool:
-        """True the first time this (status, fingerprint, startsAt) is seen; False for a duplicate delivery."""
-        key = f"{alert.status}|{alert.dedup_key()}"
-        with self._lock:
-            if key in self._seen:
-                self._seen.move_to_end(key)
-                return False
-            self._remember(key, "")
-            return True
+    def _put(self, ep: Episode) -> None:
+        self._episodes[ep.group] = ep
+        self._episodes.move_to_end(ep.group)
+        while len(self._episodes) > self.capacity:
+            self._episodes.popitem(last=False)
 
-    def forget(self, alert: Alert) -> None:
-        """Drop a claim (the alert could not be queued; its redelivery must be processed)."""
+    def firing(self, group: str, alerts: list[Alert]) -> tuple[Episode, set[str], bool]:
+        """Register a firing notification of ``group`` (its firing ``alerts``).
+
+        Returns:
+            (the episode, keys of alerts new to it, whether the episode is new: triage it only then).
+        """
+        keys = {a.dedup_key() for a in alerts}
         with self._lock:
-            self._seen.pop(f"{alert.status}|{alert.dedup_key()}", None)
+            ep = self._episodes.get(group)
+            if ep is not None and ep.alerts & keys:
+                new = keys - ep.alerts
+                ep.alerts |= new
+                self._episodes.move_to_end(group)
+                return ep, new, False
+            first = min((a.startsAt for a in alerts if a.startsAt is not None), default=None)
+            ident = hashlib.sha1(f"{group}|{first.isoformat() if first else ''}|{sorted(keys)}".encode()).hexdigest()
+            ep = Episode(group=group, id=ident[:16], alerts=set(keys))
+            self._put(ep)
+            return ep, set(keys), True
+
+    def resolved(self, group: str, alerts: list[Alert], whole_group: bool) -> Episode | None:
+        """Register resolved alerts of ``group``; the episode closes when the whole group resolved (the
+        notification's status) or every alert it had resolved. Returns the episode when it closed now."""
+        keys = {a.dedup_key() for a in alerts}
+        with self._lock:
+            ep = self._episodes.get(group)
+            if ep is None or ep.resolved_at is not None:
+                return None
+            if not (ep.alerts & keys) and not whole_group:
+                return None
+            if whole_group or ep.alerts <= keys:
+                ends = [a.endsAt for a in alerts if a.endsAt is not None and a.endsAt.year > 1]
+                ep.resolved_at = (max(ends) if ends else datetime.now(UTC)).isoformat()
+                return ep
+            return None
+
+    def forget(self, group: str) -> None:
+        """Drop a group's episode (its triage could not be queued; Alertmanager's retry must be processed)."""
+        with self._lock:
+            self._episodes.pop(group, None)
+
+    def episode(self, group: str) -> Episode | None:
+        with self._lock:
+            return self._episodes.get(group)
+
+    def attach(self, group: str, episode_id: str, *, job_id: str | None = None, report_id: str | None = None
+               ) -> Episode | None:
+        """Note the job / report of an episode; returns the episode (None when it is gone or was replaced)."""
+        with self._lock:
+            ep = self._episodes.get(group)
+            if ep is None or ep.id != episode_id:
+                return None
+            if job_id:
+                ep.job_id = job_id
+            if report_id:
+                ep.report_id = report_id
+            return ep
 
     def record(self, event: str, alert: Alert | None = None, **fields: Any) -> None:
-        """Append one event (firing, resolved, duplicate, report, failed, posted) to the ledger file."""
+        """Append one event (firing, joined, duplicate, resolved, report, failed, posted, refused) to the file."""
         rec: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "event": event}
         if alert is not None:
             rec.update(key=alert.dedup_key(), alertname=alert.display_name, fingerprint=alert.fingerprint,

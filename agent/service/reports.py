@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.report import TriageReport
@@ -52,6 +53,18 @@ class ReportStore:
         if not path.is_file():
             return None
         return TriageReport.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def mark_resolved(self, report_id: str, resolved_at: str) -> bool:
+        """Mark a stored alert report resolved (its findings stay as triaged); False when there is no such report."""
+        report = self.get(report_id)
+        if report is None or report.alert is None:
+            return False
+        at = datetime.fromisoformat(resolved_at.replace("Z", "+00:00"))
+        if at.tzinfo is not None:
+            at = at.astimezone(UTC).replace(tzinfo=None)
+        alert = report.alert.model_copy(update={"resolved_at": at, "status": "resolved"})
+        self.save(report.model_copy(update={"alert": alert}))
+        return True
 
     def count(self) -> int:
         return len(list(self.root.glob("*.json"))) if self.root.is_dir() else 0

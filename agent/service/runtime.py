@@ -6,7 +6,6 @@ requests; when one cannot be opened the service keeps running and says so at ``/
 
 from __future__ import annotations
 
-import glob
 import logging
 import shutil
 import threading
@@ -23,10 +22,20 @@ from agent.service.alerts import SERVICE_LABELS, AlertLedger, resolve_service, s
 from agent.service.jobs import Job, JobManager
 from agent.service.metrics import ServiceMetrics
 from agent.service.reports import ReportStore
-from agent.settings import Settings
+from agent.settings import MetricSource, Settings
+from agent.sources import (
+    expand_globs,
+    journald_sources,
+    log_files,
+    metric_source,
+    prometheus_metrics,
+    read_journald,
+    service_queries,
+    window_of,
+)
 from tools.alerts import Alert
 from tools.errors import InputError
-from tools.metrics_io import read_metrics
+from tools.metrics_io import MetricSet, read_metrics
 
 if TYPE_CHECKING:
     from agent.llm import LLMService
@@ -34,7 +43,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_FILES_PER_SERVICE = 200  # a glob that matches more is cut (and the cut is logged)
 RETRY_DEPENDENCY_S = 60.0  # an LLM or store that failed to open is tried again after this long
 
 
@@ -171,8 +179,9 @@ class ServiceRuntime:
         }
 
     # ---- triage work ---------------------------------------------------------------------------------------
-    def run_triage(self, kind: str, logs: list[Path] | None, metrics: Path | pd.DataFrame | None,
-                   alert: dict[str, Any] | None, missing: dict[str, str] | None = None) -> TriageReport:
+    def run_triage(self, kind: str, logs: list[Path] | None, metrics: Path | pd.DataFrame | MetricSet | None,
+                   alert: dict[str, Any] | None, missing: dict[str, str] | None = None,
+                   baseline: Any = None) -> TriageReport:
         """Run one triage with the shared store and LLM, record its metrics and save the report.
 
         ``missing`` says why logs / metrics are absent (see ``agent.triage.triage``)."""
@@ -181,7 +190,7 @@ class ServiceRuntime:
         started = time.perf_counter()
         try:
             report = triage(logs or None, metrics, alert, settings=self.settings, store=self.store(),
-                            llm=self.llm_service(), missing=missing)
+                            llm=self.llm_service(), missing=missing, baseline=baseline)
         except InputError:
             self.metrics.triages.labels(kind, "input_error").inc()
             raise
@@ -210,10 +219,13 @@ class ServiceRuntime:
 
         return work
 
-    def alert_work(self, alert: Alert, external_url: str) -> Any:
-        """The job body of one firing alert: triage of its service's sources, report saved, webhook posted.
+    def alert_work(self, alert: Alert, external_url: str, *, group: str | None = None, episode: str | None = None,
+                   payload: dict[str, Any] | None = None) -> Any:
+        """The job body of one alert group's firing episode: triage of its service's sources (log files, journald,
+        metric files or Prometheus, for the alert's window), report saved, resolution applied if it came in
+        meanwhile, webhook posted.
 
-        Every firing alert gets a report: a service without configured sources (or whose sources hold nothing
+        Every firing episode gets a report: a service without configured sources (or whose sources hold nothing
         usable) gets an alert-only report (the alert, its runbook, similar incidents, degraded flags saying why
         no logs / metrics were triaged)."""
 
@@ -221,37 +233,59 @@ class ServiceRuntime:
             srv = self.settings.server
             known = set(srv.sources) | set(srv.metrics_sources)
             service, configured = resolve_service(alert, known)
-            logs = self._service_logs(service) if configured and service else []
-            metrics = self._service_metrics(service, alert) if configured and service else None
-            missing = self._missing_sources(service, configured, logs, metrics)
-            alert_dict = alert.model_dump(mode="json")
+            start, end = window_of(self.settings, pd.Timestamp(alert.startsAt) if alert.startsAt else None)
+            notes: list[str] = []
+            scratch = self.settings.data_dir / "alerts" / "scratch" / job.id
             try:
+                logs, log_why = self._service_logs(service if configured else None, start, end, scratch, notes)
+                metrics, base, metric_why = self._service_metrics(service if configured else None, alert, start, end,
+                                                                  notes)
+                missing = self._missing_sources(service, configured, logs, metrics)
+                if log_why and not logs:
+                    missing["logs"] = log_why
+                if metric_why and metrics is None:
+                    missing["metrics"] = metric_why
+                alert_dict = payload or alert.model_dump(mode="json")
+                baseline = None
+                if base is not None:
+                    from agent.baseline import Baseline
+
+                    baseline = Baseline.build(self.settings, metrics=base)
                 try:
-                    report = self.run_triage("alert", logs, metrics, alert_dict, missing)
+                    try:
+                        report = self.run_triage("alert", logs, metrics, alert_dict, missing, baseline=baseline)
+                    except InputError as exc:
+                        if not logs and metrics is None:
+                            raise
+                        why = f"the configured sources of service {service!r} hold nothing usable: {exc}"
+                        logger.warning("alert %s: %s; reporting on the alert alone", alert.display_name, why)
+                        logs, metrics = [], None
+                        report = self.run_triage("alert", None, None, alert_dict, {"logs": why, "metrics": why})
                 except InputError as exc:
-                    if not logs and metrics is None:
-                        raise
-                    why = f"the configured sources of service {service!r} hold nothing usable: {exc}"
-                    logger.warning("alert %s: %s; reporting on the alert alone", alert.display_name, why)
-                    logs, metrics = [], None
-                    report = self.run_triage("alert", None, None, alert_dict, {"logs": why, "metrics": why})
-            except InputError as exc:
-                reason = str(exc)
-                self.ledger.record("failed", alert, job_id=job.id, service=service, error=reason)
-                return {"status": "failed", "error": reason, "error_kind": "input",
-                        "detail": {**job.detail, "service": service, "configured": configured}}
+                    reason = str(exc)
+                    self.ledger.record("failed", alert, job_id=job.id, service=service, error=reason, group=group,
+                                       episode=episode)
+                    return {"status": "failed", "error": reason, "error_kind": "input",
+                            "detail": {**job.detail, "service": service, "configured": configured}}
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
             self.ledger.record("report", alert, job_id=job.id, report_id=report.id, service=service,
-                               severity=report.severity)
+                               severity=report.severity, group=group, episode=episode)
+            if group and episode:
+                ep = self.ledger.attach(group, episode, report_id=report.id)
+                if ep is not None and ep.resolved_at:  # resolved while the triage ran
+                    self.reports.mark_resolved(report.id, ep.resolved_at)
             posted = self._post_outgoing(report, alert, external_url)
             return {"report_id": report.id, "severity": report.severity, "degraded": report.is_degraded,
                     "detail": {**job.detail, "service": service, "configured": configured, "log_files": len(logs),
                                "metrics": metrics is not None, "alert_only": not logs and metrics is None,
-                               "posted": posted}}
+                               "metrics_source": getattr(metrics, "source", None) if metrics is not None else None,
+                               "sources": notes[:20], "posted": posted}}
 
         return work
 
     def _missing_sources(self, service: str | None, configured: bool, logs: list[Path],
-                         metrics: Path | pd.DataFrame | None) -> dict[str, str]:
+                         metrics: Path | pd.DataFrame | MetricSet | None) -> dict[str, str]:
         """Why an alert's triage has no logs and/or no metrics (for its degraded flags and summary)."""
         srv = self.settings.server
         tried = f"labels tried: {', '.join(SERVICE_LABELS)}"
@@ -260,8 +294,11 @@ class ServiceRuntime:
             return {"logs": why, "metrics": why}
         out: dict[str, str] = {}
         if not logs:
-            out["logs"] = (f"the log globs configured for service {service!r} match no files"
-                           if srv.sources.get(service) else
+            entries = srv.sources.get(service) or []
+            out["logs"] = ((f"the log sources configured for service {service!r} hold no entries in the window"
+                            if journald_sources(entries) else
+                            f"the log globs configured for service {service!r} match no files")
+                           if entries else
                            f"no log sources are configured for service {service!r} (server.sources"
                            + (")" if configured else f"; {tried})"))
         if metrics is None:
@@ -269,36 +306,63 @@ class ServiceRuntime:
                               + (")" if configured else f"; {tried})"))
         return out
 
-    def _service_logs(self, service: str) -> list[Path]:
-        files: list[Path] = []
-        for pattern in self.settings.server.sources.get(service, []):
-            for match in sorted(glob.glob(pattern, recursive=True)):
-                path = Path(match)
-                if path.is_file():
-                    files.append(path)
-        if len(files) > MAX_FILES_PER_SERVICE:
-            logger.warning("service %s: %d log files match its globs; using the newest %d", service, len(files),
-                           MAX_FILES_PER_SERVICE)
-            files = sorted(files, key=lambda p: p.stat().st_mtime)[-MAX_FILES_PER_SERVICE:]
-        return files
+    def _service_logs(self, service: str | None, start: pd.Timestamp, end: pd.Timestamp, scratch: Path,
+                      notes: list[str]) -> tuple[list[Path], str | None]:
+        """The log files of ``service``: its globs, and its journald sources read for ``[start, end]``."""
+        if not service:
+            return [], None
+        entries = self.settings.server.sources.get(service, [])
+        files = expand_globs(log_files(entries), notes)
+        why: str | None = None
+        for i, src in enumerate(journald_sources(entries)):
+            try:
+                path = read_journald(src, start, end, scratch / f"journal-{i}.jsonl", notes)
+            except InputError as exc:
+                why = str(exc)
+                notes.append(why)
+                logger.warning("service %s: %s", service, exc)
+                continue
+            if path is not None:
+                files.append(path)
+        return files, why
 
-    def _service_metrics(self, service: str, alert: Alert) -> Path | pd.DataFrame | None:
-        path_text = self.settings.server.metrics_sources.get(service)
-        if not path_text:
-            return None
-        path = Path(path_text)
+    def _service_metrics(self, service: str | None, alert: Alert, start: pd.Timestamp, end: pd.Timestamp,
+                         notes: list[str]) -> tuple[Path | pd.DataFrame | MetricSet | None, MetricSet | None, str | None]:
+        """(metrics, their Prometheus baseline, why there are none): a configured file (sliced to the window), or
+        Prometheus (the service's queries and the alert's own expression, with the configured baseline range)."""
+        ps = self.settings.prometheus
+        src = metric_source(self.settings.server.metrics_sources.get(service)) if service else None
+        if src is not None and src.path and src.prometheus is None:
+            return self._file_metrics(Path(src.path), start, end), None, None
+        queries = []
+        if src is not None or ps.url:
+            queries = service_queries(src or MetricSource(), alert.labels, alert_generator_url=alert.generatorURL,
+                                      include_alert_expr=ps.alert_expr and bool(ps.url))
+        if not queries:
+            return None, None, None
+        if not ps.url:
+            return None, None, "prometheus queries are configured but prometheus.url is not set"
+        try:
+            got = prometheus_metrics(ps, queries, start, end)
+        except InputError as exc:
+            logger.warning("alert %s: Prometheus: %s", alert.display_name, exc)
+            notes.append(str(exc))
+            return None, None, f"Prometheus: {exc}"
+        notes += got.notes
+        return got.metrics, got.baseline, None
+
+    def _file_metrics(self, path: Path, start: pd.Timestamp, end: pd.Timestamp) -> Path | pd.DataFrame:
         try:
             frame, _ = read_metrics(path)
-        except Exception as exc:  # noqa: BLE001 - let triage read (and report on) the file itself
-            logger.info("metrics of %s not pre-sliced (%s); triage reads %s", service, exc, path)
+        except Exception as exc:  # noqa: BLE001 - let triage read (and report on) the file or directory itself
+            logger.info("metrics %s not pre-sliced (%s); triage reads it", path, exc)
             return path
         if not isinstance(frame, pd.DataFrame) or not isinstance(frame.index, pd.DatetimeIndex):
             return path
-        start = pd.Timestamp(alert.startsAt)
-        if frame.index.tz is None:
-            start = start.tz_convert("UTC").tz_localize(None) if start.tzinfo else start
-        lookback = pd.Timedelta(minutes=self.settings.server.alert_lookback_minutes)
-        sliced = frame.loc[(frame.index >= start - lookback) & (frame.index <= start + lookback / 4)]
+        lo, hi = start, end
+        if frame.index.tz is not None:
+            lo, hi = lo.tz_localize("UTC"), hi.tz_localize("UTC")
+        sliced = frame.loc[(frame.index >= lo) & (frame.index <= hi)]
         # An alert on old data (or a clock skew) would leave nothing: use the whole series then.
         return sliced if len(sliced) >= 16 else frame
 

@@ -342,12 +342,14 @@ def _alert(alert: dict[str, Any] | None, degraded: list[DegradedFlag]) -> tuple[
     if not isinstance(alert, dict):
         raise InputError(f"alert must be a JSON object, got {type(alert).__name__}")
     one = alert
+    group = 1
     if isinstance(alert.get("alerts"), list):
         alerts = [a for a in alert["alerts"] if isinstance(a, dict)]
         if not alerts:
             degraded.append(DegradedFlag(component="alert", name="alert", reason="payload holds no alerts"))
             return None, None
         one = next((a for a in alerts if a.get("status") == "firing"), alerts[0])
+        group = sum(1 for a in alerts if a.get("status") == "firing") or len(alerts)
     labels = {str(k): str(v) for k, v in (one.get("labels") or {}).items()}
     ann = {str(k): str(v) for k, v in (one.get("annotations") or {}).items()}
     starts = pd.to_datetime(one.get("startsAt"), errors="coerce", utc=True)
@@ -355,7 +357,7 @@ def _alert(alert: dict[str, Any] | None, degraded: list[DegradedFlag]) -> tuple[
         name=labels.get("alertname", "unknown"), status=one.get("status"), severity=labels.get("severity"),
         service=labels.get("service") or labels.get("job"),
         starts_at=None if pd.isna(starts) else starts.tz_convert(None).to_pydatetime(),
-        summary=ann.get("summary") or ann.get("description"), labels=labels,
+        summary=ann.get("summary") or ann.get("description"), labels=labels, group_alerts=group,
     )
     return one, ref
 

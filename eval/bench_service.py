@@ -7,7 +7,11 @@ Alertmanager webhooks with fresh fingerprints are POSTed one by one; the time to
 < 200 ms). These alerts name a service without configured sources, so they are acknowledged, recorded and close
 quickly instead of adding triages to the load being measured against. Phase 2 (mixed): 50 concurrent requests (triage uploads, chat turns, alerts, health checks); every
 one must answer 2xx and every triage and alert job must end with a retrievable report (target: no error, no lost
-report). The server is a real ``anomalist serve`` process on a free loopback port.
+report). Phase 3 (Alertmanager, when the ``prometheus-alertmanager`` binary is installed): a real Alertmanager
+routes ``--groups`` alert groups (alerts POSTed to its API, three alerts per group, re-sent every
+``repeat_interval``) to the service while ``--triages`` uploads run; every group must end with exactly one report
+(no lost, no duplicated report) and the service's own request histogram gives the webhook's p95 ack (target:
+< 100 ms). The server is a real ``anomalist serve`` process on a free loopback port.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -118,7 +123,7 @@ def _wait_jobs(base: str, job_ids: list[str], timeout: float) -> dict[str, dict[
 
 
 def run(logs: Path | None = None, metrics: Path | None = None, workers: int = 2, llm: str = "local",
-        triages: int = 20, acks: int = 40, mixed: int = 50) -> dict[str, Any]:
+        triages: int = 20, acks: int = 40, mixed: int = 50, groups: int = 100) -> dict[str, Any]:
     """Run both phases against a fresh server; returns the figures."""
     logs = logs or REPO / "examples" / "logs"
     metrics = metrics or REPO / "examples" / "metrics.csv"
@@ -140,6 +145,10 @@ def run(logs: Path | None = None, metrics: Path | None = None, workers: int = 2,
                       "load_before": os.getloadavg()[0]}
             result.update(_phase_ack(server.base, upload, triages, acks))
             result.update(_phase_mixed(server.base, upload, mixed))
+            if groups and shutil.which("prometheus-alertmanager"):
+                result.update(_phase_alertmanager(server.base, Path(tmp), upload, triages, groups))
+            else:
+                result["alertmanager"] = "skipped: prometheus-alertmanager not installed" if groups else "off"
             result["load_after"] = os.getloadavg()[0]
         finally:
             server.stop()
@@ -148,7 +157,114 @@ def run(logs: Path | None = None, metrics: Path | None = None, workers: int = 2,
         "mixed_no_error": result["mixed_errors"] == 0,
         "mixed_no_lost_report": result["mixed_lost_reports"] == 0,
     }
+    if "am_groups" in result:
+        result["targets"].update({
+            "am_no_lost_report": result["am_lost_reports"] == 0,
+            "am_no_duplicated_report": result["am_duplicated_reports"] == 0,
+            "am_webhook_ack_p95_under_100ms": result["am_ack_p95_ms_at_most"] <= 100.0,
+        })
     return result
+
+
+def _phase_alertmanager(base: str, workdir: Path, upload: list[Any], triages: int, groups: int,
+                        timeout: float = 900.0) -> dict[str, Any]:
+    """A real Alertmanager sends ``groups`` alert groups while ``triages`` uploads run (see the module docstring)."""
+    am_port = _free_port()
+    am_dir = workdir / "am"
+    am_dir.mkdir()
+    cfg = {
+        "route": {"receiver": "anomalist", "group_by": ["alertname", "group"], "group_wait": "1s",
+                  "group_interval": "5s", "repeat_interval": "10s"},
+        "receivers": [{"name": "anomalist", "webhook_configs": [{
+            "url": f"{base}/v1/alerts/alertmanager", "send_resolved": True, "max_alerts": 0,
+            "http_config": {"authorization": {"type": "Bearer", "credentials": TOKEN}}}]}],
+    }
+    (am_dir / "alertmanager.yml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    am = subprocess.Popen(
+        [shutil.which("prometheus-alertmanager") or "alertmanager", f"--config.file={am_dir / 'alertmanager.yml'}",
+         f"--storage.path={am_dir / 'data'}", f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    am_url = f"http://127.0.0.1:{am_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{am_url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        before = _ack_histogram(base)
+        with httpx.Client(headers=AUTH, timeout=120) as client:
+            for _ in range(triages):  # load: uploads triaged while the notifications arrive
+                client.post(f"{base}/v1/triage", params={"mode": "async"}, files=upload).raise_for_status()
+        now = time.time()
+        alerts = [{"labels": {"alertname": "BenchGroupAlert", "group": f"g{g:03d}", "instance": f"i{k}",
+                              "service": "billing", "severity": "warning"},
+                   "annotations": {"summary": f"bench group {g}"},
+                   "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 5))}
+                  for g in range(groups) for k in range(3)]
+        started = time.perf_counter()
+        httpx.post(f"{am_url}/api/v2/alerts", json=alerts, timeout=30).raise_for_status()
+        reports: dict[str, set[str]] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = httpx.get(f"{base}/v1/alerts/recent", params={"limit": 1000}, headers=AUTH, timeout=30).json()
+            reports = {}
+            for e in events:
+                if e.get("event") == "report" and e.get("alertname") == "BenchGroupAlert":
+                    reports.setdefault(str(e.get("group")), set()).add(str(e.get("report_id")))
+            if len(reports) >= groups:
+                break
+            time.sleep(2.0)
+        all_reports_s = time.perf_counter() - started
+        time.sleep(12)  # at least one repeat_interval more: re-sends must not add reports
+        events = httpx.get(f"{base}/v1/alerts/recent", params={"limit": 1000}, headers=AUTH, timeout=30).json()
+        per_group: dict[str, int] = {}
+        for e in events:
+            if e.get("event") == "report" and e.get("alertname") == "BenchGroupAlert":
+                per_group[str(e.get("group"))] = per_group.get(str(e.get("group")), 0) + 1
+        after = _ack_histogram(base)
+        ack = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+        total = ack.get("+Inf", 0.0)
+        p95 = next((float(le) * 1000 for le, n in sorted(((k, v) for k, v in ack.items() if k != "+Inf"),
+                                                        key=lambda kv: float(kv[0])) if total and n >= 0.95 * total),
+                   float("inf"))
+        dup = _counter(base, 'anomalist_alerts_total{handling="duplicate",status="firing"}')
+        return {"am_groups": groups, "am_alerts": len(alerts), "am_reports": sum(per_group.values()),
+                "am_lost_reports": groups - len(per_group), "am_duplicated_reports": sum(n - 1 for n in per_group.values()),
+                "am_all_reports_s": round(all_reports_s, 1), "am_webhook_requests": int(total),
+                "am_ack_p95_ms_at_most": p95, "am_duplicate_deliveries": int(dup)}
+    finally:
+        am.terminate()
+        try:
+            am.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            am.kill()
+
+
+def _ack_histogram(base: str) -> dict[str, float]:
+    """Cumulative bucket counts (le -> n) of the webhook route's request latency, from the service's /metrics."""
+    text = httpx.get(f"{base}/metrics", headers=AUTH, timeout=30).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("anomalist_http_request_seconds_bucket{") and 'route="/v1/alerts/alertmanager"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _counter(base: str, series: str) -> float:
+    name, _, labels = series.partition("{")
+    want = set(labels.rstrip("}").split(","))
+    text = httpx.get(f"{base}/metrics", headers=AUTH, timeout=30).text
+    total = 0.0
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        n, _, ls = head.partition("{")
+        if n == name and want <= set(ls.rstrip("}").split(",")):
+            total += float(value)
+    return total
 
 
 def _phase_ack(base: str, upload: list[Any], triages: int, acks: int) -> dict[str, Any]:
@@ -254,9 +370,10 @@ def main() -> None:
     parser.add_argument("--triages", type=int, default=20)
     parser.add_argument("--acks", type=int, default=40)
     parser.add_argument("--mixed", type=int, default=50)
+    parser.add_argument("--groups", type=int, default=100, help="Alert groups a real Alertmanager sends (0: off)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run(args.logs, args.metrics, args.workers, args.llm, args.triages, args.acks, args.mixed)
+    result = run(args.logs, args.metrics, args.workers, args.llm, args.triages, args.acks, args.mixed, args.groups)
     if args.json:
         print(json.dumps(result, default=str))  # noqa: T201 - a script's output
     else:

@@ -282,6 +282,27 @@ def test_alertmanager_example_duplicate_and_resolved(server: str) -> None:
     assert events.count("resolved") == 1 and events.count("report") >= 1 and events.count("posted") >= 1
 
 
+def test_a_notification_with_many_alerts_is_one_triage(server: str) -> None:
+    base = _example()["alerts"][0]
+    alerts = [{**base, "fingerprint": f"many{i:04d}", "startsAt": "2026-11-02T13:58:00Z",
+               "labels": {**base["labels"], "pod": f"checkout-{i}"}} for i in range(400)]
+    payload = {**_example(), "groupKey": '{}:{alertname="KubePodCrashLooping", batch="many"}', "alerts": alerts}
+    r = httpx.post(f"{server}/v1/alerts/alertmanager", json=payload, headers=AUTH)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert len(body["accepted"]) == 400 and len({a["job_id"] for a in body["accepted"]}) == 1
+    job = poll_job(server, body["accepted"][0]["job_id"])
+    assert job["status"] == "done", job
+    report = httpx.get(f"{server}/v1/reports/{job['report_id']}", headers=AUTH).json()
+    assert report["alert"]["group_alerts"] == 400
+    # Half of the group resolving leaves it open; a re-send with the rest is a duplicate, not a new triage.
+    half = {**payload, "alerts": [{**a, "status": "resolved", "endsAt": "2026-11-02T14:30:00Z"} for a in alerts[:200]]
+            + alerts[200:]}
+    res = httpx.post(f"{server}/v1/alerts/alertmanager", json=half, headers=AUTH).json()
+    assert len(res["resolved"]) == 200 and len(res["duplicates"]) == 200 and not res["accepted"]
+    assert httpx.get(f"{server}/v1/reports/{job['report_id']}", headers=AUTH).json()["alert"]["resolved_at"] is None
+
+
 def test_alert_for_a_service_without_sources_gets_an_alert_only_report(server: str) -> None:
     alert = {"status": "firing", "fingerprint": "nosources01", "startsAt": "2026-11-02T13:58:00Z",
              "endsAt": "0001-01-01T00:00:00Z",

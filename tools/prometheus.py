@@ -98,7 +98,7 @@ class PrometheusClient:
         return httpx.Client(base_url=self.url, headers=self._headers(), auth=auth, verify=self.verify,
                             timeout=httpx.Timeout(self.timeout_s))
 
-    def query_range(self, expr: str, start: datetime | pd.Timestamp, end: datetime | pd.Timestamp,
+    def query_range(self, expr: str, start: datetime | pd.Timestamp | float, end: datetime | pd.Timestamp | float,
                     step_s: float) -> list[dict[str, Any]]:
         """The ``matrix`` result of ``expr`` over ``[start, end]`` every ``step_s`` seconds (a list of
         ``{"metric": {labels}, "values": [[t, "v"], ...]}``).
@@ -114,7 +114,7 @@ class PrometheusClient:
             raise InputError(f"step {step_s:g}s gives {steps} points per series over this window; Prometheus "
                              f"allows {MAX_POINTS_PER_SERIES} (use a larger step)")
         params = {"query": expr, "start": f"{t0:.3f}", "end": f"{t1:.3f}", "step": f"{step_s:g}",
-                  "timeout": f"{max(1.0, self.timeout_s - 0.5):g}s"}
+                  "timeout": f"{max(1, int(self.timeout_s))}s"}
         self.stats["queries"] += 1
         try:
             with self._client() as client:
@@ -153,8 +153,8 @@ class PrometheusClient:
         self.stats["points"] += points
         return result
 
-    def metric_set(self, queries: Sequence[PrometheusQuery | str], start: datetime | pd.Timestamp,
-                   end: datetime | pd.Timestamp, step_s: float | None = None) -> MetricSet:
+    def metric_set(self, queries: Sequence[PrometheusQuery | str], start: datetime | pd.Timestamp | float,
+                   end: datetime | pd.Timestamp | float, step_s: float | None = None) -> MetricSet:
         """All ``queries`` over ``[start, end]`` as one :class:`MetricSet` (naive-UTC index, ``step_s`` grid).
 
         A query that fails is an error (the caller asked for it); a query that matches no series is noted in
@@ -208,7 +208,7 @@ def series_name(labels: Mapping[str, str], query: PrometheusQuery) -> tuple[str 
     return entity, metric
 
 
-def choose_step(start: datetime | pd.Timestamp, end: datetime | pd.Timestamp, *, minimum_s: float = 15.0) -> float:
+def choose_step(start: datetime | pd.Timestamp | float, end: datetime | pd.Timestamp | float, *, minimum_s: float = 15.0) -> float:
     """A step for ``[start, end]``: about ``TARGET_POINTS`` points, at least ``minimum_s`` seconds (a typical scrape
     interval; finer steps only repeat samples), rounded to a whole number of seconds."""
     span = max(_unix(end) - _unix(start), 1.0)
@@ -293,15 +293,17 @@ def _short(expr: str) -> str:
     return s if len(s) <= 80 else s[:79] + "…"
 
 
-def _unix(t: datetime | pd.Timestamp) -> float:
+def _unix(t: datetime | pd.Timestamp | float) -> float:
+    if isinstance(t, (int, float)):
+        return float(t)  # epoch seconds
     ts = pd.Timestamp(t)
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")  # naive times are UTC throughout Anomalist
     return float(ts.timestamp())
 
 
-def _iso(t: datetime | pd.Timestamp) -> str:
-    return pd.Timestamp(t).isoformat()
+def _iso(t: datetime | pd.Timestamp | float) -> str:
+    return pd.Timestamp(_unix(t), unit="s").isoformat()
 
 
 __all__ = ["ENTITY_LABELS", "PrometheusClient", "PrometheusError", "PrometheusQuery", "baseline_ranges",

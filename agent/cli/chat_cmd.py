@@ -15,10 +15,33 @@ from tools.errors import InputError
 _QUIT = {"exit", "quit", ":q", "/quit", "/exit"}
 
 
-def _agent(ctx: typer.Context, logs: list[Path] | None, metrics: Path | None) -> Any:
+def _prometheus_csv(settings: Any, url: str, queries: list[str], since: str | None, until: str | None) -> Path:
+    """Pull ``queries`` from Prometheus for the window and keep them as a metrics CSV the chat tools read (in the
+    data directory's scratch area; the chat's metric tools then judge them exactly as a file)."""
+    import tempfile
+
+    from agent.cli.triage_cmd import prometheus_input
+
+    got = prometheus_input(settings, url, queries, None, since, until, "none")
+    for note in got.notes:
+        err_console.print(f"[dim]{escape(note)}[/dim]")
+    scratch = Path(tempfile.mkdtemp(prefix="anomalist-prom-"))
+    path = scratch / "prometheus.csv"
+    got.metrics.frame.to_csv(path, index_label="timestamp")
+    return path
+
+
+def _agent(ctx: typer.Context, logs: list[Path] | None, metrics: Path | None, prometheus: str | None = None,
+           queries: list[str] | None = None, since: str | None = None, until: str | None = None) -> Any:
     from agent.chat.agent import ChatAgent
 
     settings = get_settings(ctx)
+    if prometheus:
+        if metrics is not None:
+            raise fail("give --metrics or --prometheus, not both")
+        if not queries:
+            raise fail("--prometheus needs at least one --query PROMQL")
+        metrics = _prometheus_csv(settings, prometheus, queries, since, until)
     for path in [*(logs or []), *([metrics] if metrics else [])]:
         if not path.exists() and not any(ch in str(path) for ch in "*?["):
             raise fail(f"not found: {path}")
@@ -104,12 +127,16 @@ def register(app: typer.Typer) -> None:
         metrics: Path = typer.Option(None, "--metrics", "-m", help="Metrics CSV"),  # noqa: B008
         as_json: bool = typer.Option(False, "--json", help="Print the final answer and its evidence as JSON"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not show tool calls on stderr"),
+        prometheus: str = typer.Option(None, "--prometheus", help="Prometheus base URL: the metrics of --query over the window"),
+        query: list[str] = typer.Option(None, "--query", help="PromQL for --prometheus (repeatable; NAME=PROMQL names it)"),  # noqa: B008
+        since: str = typer.Option(None, "--since", help="Window start for --prometheus (ISO time or a duration such as 2h; default 1h)"),
+        until: str = typer.Option(None, "--until", help="Window end for --prometheus (ISO time; default now)"),
     ) -> None:
         """Answer one question (for scripts): the answer on stdout, tool calls on stderr."""
         if not question.strip():
             raise fail("the question is empty")
         try:
-            agent = _agent(ctx, logs, metrics)
+            agent = _agent(ctx, logs, metrics, prometheus, query, since, until)
             if as_json:
                 event = agent.ask(question)
                 typer.echo(json.dumps({"type": event.type, **event.data}, default=str, indent=2))

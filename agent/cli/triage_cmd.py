@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,6 +50,11 @@ def triage_command(
     no_llm: Annotated[bool, typer.Option("--no-llm", help="Run without the LLM (marked degraded).")] = False,
     engine: Annotated[str | None, typer.Option("--engine", help="local (default) | ray: read, parse and count as Ray tasks over shards.")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join: auto, or ray://host:port (default: start a local one).")] = None,
+    prometheus: Annotated[str | None, typer.Option("--prometheus", help="Prometheus base URL to pull metrics from (instead of --metrics); credentials and limits from the prometheus.* settings.")] = None,
+    query: Annotated[list[str] | None, typer.Option("--query", help="PromQL for --prometheus (repeatable; NAME=PROMQL names the series). With --alert, the alert's own expression (generatorURL) is queried too.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Start of the Prometheus window (ISO time, or a duration back from --until such as 2h); default: the alert's window, else 1h.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="End of the Prometheus window (ISO time; default: now, or the alert's window).")] = None,
+    prom_baseline: Annotated[str | None, typer.Option("--prom-baseline", help="Prometheus baseline range: preceding:6h | offsets:1d,7d | none (default: prometheus.baseline).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")] = False,
 ) -> None:
     """Triage logs (and metrics): detect, group, rank, recall similar incidents and the runbook, explain.
@@ -57,7 +63,11 @@ def triage_command(
     """
     from agent.render import FORMATS, format_for_path, render
 
-    if not paths and metrics is None and alert is None and not traces:
+    if metrics is not None and prometheus:
+        raise fail("give --metrics or --prometheus, not both")
+    if query and not prometheus:
+        raise fail("--query needs --prometheus URL")
+    if not paths and metrics is None and alert is None and not traces and not prometheus:
         raise fail("give log PATHs, --metrics CSV and/or --alert JSON (an alert alone: its runbook and similar incidents)")
     if fmt is not None and fmt not in FORMATS:
         # Not a report format: the log format, as `anomalist parse --format` takes it (the two sets are disjoint).
@@ -93,15 +103,27 @@ def triage_command(
     from agent.triage import triage
 
     show = not quiet
+    metric_input: Any = metrics
     try:
+        prom = None
+        if prometheus:
+            prom = prometheus_input(settings, prometheus, query or [], alert_obj, since, until, prom_baseline)
+            metric_input = prom.metrics
+            if show:
+                for note in prom.notes:
+                    err_console.print(f"[dim]{note}[/dim]")
         base = load_baseline(settings, baseline, baseline_metrics, baseline_traces)
+        if base is None and prom is not None and prom.baseline is not None:
+            from agent.baseline import Baseline
+
+            base = Baseline.build(settings, metrics=prom.baseline)
         kwargs: dict[str, Any] = {"settings": settings, "traces": [str(t) for t in traces] if traces else None,
                                   "baseline": base}
         if show:
             with _Bars() as bars:
-                report = triage(paths or None, metrics, alert_obj, progress=bars.update, **kwargs)
+                report = triage(paths or None, metric_input, alert_obj, progress=bars.update, **kwargs)
         else:
-            report = triage(paths or None, metrics, alert_obj, **kwargs)
+            report = triage(paths or None, metric_input, alert_obj, **kwargs)
     except InputError as exc:
         raise fail(str(exc), EXIT_INPUT) from exc
 
@@ -123,6 +145,57 @@ def triage_command(
         err_console.print(f"severity {report.severity} reaches --fail-on {threshold}: exit {EXIT_SEVERITY}")
         raise typer.Exit(EXIT_SEVERITY)
     raise typer.Exit(EXIT_OK)
+
+
+def prometheus_input(settings: Any, url: str, queries: list[str], alert: dict[str, Any] | None, since: str | None,
+                     until: str | None, baseline: str | None) -> Any:
+    """Metrics (and their baseline) pulled from Prometheus for the command line's window and queries."""
+    import pandas as pd
+
+    from agent.sources import prometheus_metrics, window_of
+    from tools.alerts import Alert
+    from tools.prometheus import PrometheusQuery, fill, generator_expr
+
+    labels: dict[str, str] = {}
+    gen: str | None = None
+    start_at: pd.Timestamp | None = None
+    if alert is not None:
+        one = Alert.coerce(alert)
+        labels, gen = dict(one.labels), one.generatorURL
+        start_at = pd.Timestamp(one.startsAt) if one.startsAt else None
+    qs: list[PrometheusQuery] = []
+    for q in queries:
+        name, sep, expr = q.partition("=")
+        named = bool(sep) and re.fullmatch(r"[A-Za-z_][\w:.-]*", name.strip()) and not expr.startswith("=")
+        text = expr.strip() if named else q.strip()
+        qs.append(PrometheusQuery(fill(text, labels), name.strip() if named else None))
+    alert_expr = generator_expr(gen) if settings.prometheus.alert_expr else None
+    if alert_expr and all(q.expr != alert_expr for q in qs):
+        qs.append(PrometheusQuery(alert_expr, f"alert:{labels.get('alertname', 'expr')}"))
+    start, end = window_of(settings, start_at) if alert is not None else (None, None)
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    end = _when(until, now) if until else (end or now)
+    if since:
+        start = end - pd.Timedelta(since) if _is_duration(since) else _when(since, now)
+    elif start is None:
+        start = end - pd.Timedelta(hours=1)
+    if start >= end:
+        raise InputError(f"the Prometheus window is empty ({start} .. {end})")
+    return prometheus_metrics(settings.prometheus, qs, start, end, url=url, baseline=baseline)
+
+
+def _is_duration(text: str) -> bool:
+    return bool(re.fullmatch(r"\s*\d+(\.\d+)?\s*(s|m|min|h|d|w)\s*", text))
+
+
+def _when(text: str, now: Any) -> Any:
+    import pandas as pd
+
+    try:
+        t = pd.Timestamp(text)
+    except ValueError as exc:
+        raise InputError(f"not a time: {text!r} (ISO 8601, e.g. 2026-12-03T10:00:00Z)") from exc
+    return t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t
 
 
 def load_baseline(settings: Any, logs: list[Path] | None, metrics: Path | None, traces: list[Path] | None) -> Any:

@@ -48,6 +48,13 @@ class ServiceMetrics:
                               ["status", "handling"], registry=self.registry)
         self.webhook_posts = Counter("anomalist_outgoing_webhook_posts", "Reports posted to the outgoing webhook",
                                      ["outcome"], registry=self.registry)
+        self.store_seconds = Histogram("anomalist_store_seconds", "Incident store search latency", ["operation"],
+                                       registry=self.registry,
+                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.store_errors = Counter("anomalist_store_errors", "Incident store searches that failed", ["operation"],
+                                    registry=self.registry)
+        self.prometheus_queries = Counter("anomalist_prometheus_queries", "Prometheus queries made for alerts",
+                                          ["outcome"], registry=self.registry)
         self.chat_turns = Counter("anomalist_chat_turns", "Chat turns by outcome", ["outcome"],
                                   registry=self.registry)
         self.registry.register(_Live(queue_depth, running, llm_stats))
@@ -55,6 +62,34 @@ class ServiceMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class TimedMemory:
+    """An incident store whose searches are timed and counted (``anomalist_store_seconds``, ``_errors``); every
+    other attribute is the store's own."""
+
+    _TIMED = ("similar_incidents", "search_runbooks", "runbook_for")
+
+    def __init__(self, store: Any, metrics: ServiceMetrics):
+        self._store = store
+        self._metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name not in self._TIMED:
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            except Exception:
+                self._metrics.store_errors.labels(name).inc()
+                raise
+            finally:
+                self._metrics.store_seconds.labels(name).observe(time.perf_counter() - started)
+
+        return timed
 
 
 class _Live:

@@ -20,7 +20,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from agent.report import TriageReport
 from agent.service.alerts import SERVICE_LABELS, AlertLedger, resolve_service, slack_blocks
 from agent.service.jobs import Job, JobManager
-from agent.service.metrics import ServiceMetrics
+from agent.service.metrics import ServiceMetrics, TimedMemory
 from agent.service.reports import ReportStore
 from agent.settings import MetricSource, Settings
 from agent.sources import (
@@ -120,7 +120,8 @@ class ServiceRuntime:
             retry = time.monotonic() - self._store_failed_at > RETRY_DEPENDENCY_S
             if self._store is None and (self._store_error is None or retry):
                 try:
-                    self._store = IncidentStore.from_settings(self.settings.store, self.settings.store_path)
+                    self._store = TimedMemory(IncidentStore.from_settings(self.settings.store,  # type: ignore[assignment]
+                                                                          self.settings.store_path), self.metrics)
                     self._store_error = None
                 except Exception as exc:  # noqa: BLE001 - StoreUnavailable and friends: degrade, do not crash
                     self._store_error = f"{type(exc).__name__}: {exc}"
@@ -344,7 +345,9 @@ class ServiceRuntime:
             return None, None, "prometheus queries are configured but prometheus.url is not set"
         try:
             got = prometheus_metrics(ps, queries, start, end)
+            self.metrics.prometheus_queries.labels("ok").inc(len(got.queries))
         except InputError as exc:
+            self.metrics.prometheus_queries.labels("failed").inc()
             logger.warning("alert %s: Prometheus: %s", alert.display_name, exc)
             notes.append(str(exc))
             return None, None, f"Prometheus: {exc}"

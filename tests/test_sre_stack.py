@@ -286,7 +286,8 @@ def test_prometheus_scrapes_anomalist(stack: dict[str, Any]) -> None:
     assert up
     # The service's own series, as a real Prometheus parsed them.
     for name in ("anomalist_http_requests_total", "anomalist_queue_depth", "anomalist_llm_calls_total",
-                 "anomalist_alerts_total"):
+                 "anomalist_llm_failures_total", "anomalist_alerts_total", "anomalist_triages_total",
+                 "anomalist_triage_seconds_count", "anomalist_store_seconds_count", "anomalist_prometheus_queries_total"):
         assert _wait(f"{name} in Prometheus", lambda n=name: _prom(prometheus, n), 30, procs), name
     health = _prom(prometheus, 'scrape_samples_scraped{job="anomalist"}')
     assert health and float(health[0]["value"][1]) > 10
@@ -317,6 +318,52 @@ def test_prometheus_client_bounds_and_errors(stack: dict[str, Any]) -> None:
         PrometheusClient(prometheus).metric_set(["no_such_metric_anywhere"], start, end, 1.0)
 
 
+def test_basic_auth_and_token_files(tmp_path: Path) -> None:
+    """A real Prometheus behind basic auth (its --web.config.file): refused without credentials, answered with them."""
+    require(PROMETHEUS is not None, "the prometheus binary (Debian package prometheus) is not installed")
+    import bcrypt
+
+    from tools.prometheus import PrometheusClient, PrometheusError
+
+    web = {"basic_auth_users": {"ops": bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()}}
+    (tmp_path / "web.yml").write_text(yaml.safe_dump(web), encoding="utf-8")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}}), encoding="utf-8")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(PROMETHEUS), f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={tmp_path / 'web.yml'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait("prometheus ready", lambda: httpx.get(f"{url}/-/ready", auth=("ops", "s3cret"), timeout=2).status_code
+              == 200, 60, {"prometheus": proc})
+        end = time.time()
+        with pytest.raises(PrometheusError, match="refused the credentials"):
+            PrometheusClient(url).query_range("vector(1)", end - 10, end, 1.0)
+        with pytest.raises(PrometheusError, match="refused the credentials"):
+            PrometheusClient(url, username="ops", password="wrong").query_range("vector(1)", end - 10, end, 1.0)
+        got = PrometheusClient(url, username="ops", password="s3cret").query_range("vector(1)", end - 10, end, 1.0)
+        assert len(got) == 1 and len(got[0]["values"]) >= 10
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    token = tmp_path / "token"
+    token.write_text("abc123\n", encoding="utf-8")
+    assert PrometheusClient(url, bearer_token_file=str(token))._headers() == {"Authorization": "Bearer abc123"}
+    with pytest.raises(PrometheusError, match="token file"):
+        PrometheusClient(url, bearer_token_file=str(tmp_path / "missing"))._headers()
+
+
+def test_ask_reads_prometheus_metrics_as_the_chat_tools_do(stack: dict[str, Any]) -> None:
+    from agent.cli.chat_cmd import _prometheus_csv
+    from agent.settings import load_settings
+    from tools.metrics_io import read_metric_set
+
+    path = _prometheus_csv(load_settings(), stack["prometheus"], ["checkout_errors_per_second"], "30s", None)
+    ms = read_metric_set(path)
+    assert ms.frame.shape[1] == 3 and len(ms.frame) >= 2
+
+
 def test_cli_triage_pulls_metrics_from_prometheus(stack: dict[str, Any], tmp_path: Path) -> None:
     import sys
 
@@ -326,13 +373,16 @@ def test_cli_triage_pulls_metrics_from_prometheus(stack: dict[str, Any], tmp_pat
     proc = subprocess.run(
         [sys.executable, "-m", "agent.cli.main", "triage", "--prometheus", stack["prometheus"],
          "--query", 'lat=checkout_request_latency_seconds{service="checkout"}', "--query",
-         "checkout_errors_per_second", "--since", "1m", "--prom-baseline", "none", "--no-llm", "-q", "-o", str(out)],
+         "checkout_errors_per_second", "--since", "20s", "--prom-baseline", "preceding:30s", "--no-llm", "-q",
+         "-o", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=180,
         env={**os.environ, "ANOMALIST_DATA_DIR": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["inputs"]["metric_source"].startswith("prometheus:")
     assert sum(c.endswith("/lat") for c in report["inputs"]["metric_channels"]) == 3
+    # The baseline came from Prometheus too: the same queries over the 30 s before the window.
+    assert "prometheus:" in report["rca"]["baseline"], report["rca"]
     bad = subprocess.run(
         [sys.executable, "-m", "agent.cli.main", "triage", "--prometheus", stack["prometheus"], "--query", "rate(",
          "--no-llm", "-q"], cwd=REPO, capture_output=True, text=True, timeout=120,

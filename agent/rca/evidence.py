@@ -7,7 +7,8 @@ that the first bin to change (the onset) is known:
   share of that event in the service's lines (exact conditional binomial test of two Poisson rates, so a busier or
   quieter minute changes nothing by itself). Normal-level events that *drop* (a log statement that stops being
   reached: the code took another path), error-level events that *rise* or are *new*, and a service falling
-  *silent* while the cluster logs on count. An error event that disappears is a recovery and counts for nothing.
+  *silent* for at least two bins while the cluster logs on count. An error event that disappears is a recovery
+  and counts for nothing.
   Surprise = ``-log10 p`` minus ``log10`` of the number of tests (Bonferroni), so many quiet events do not add up
   to a false alarm.
 - **Metrics** (:func:`metric_signals`): per pod and channel, a *sustained* move beyond what the baseline ever
@@ -105,6 +106,8 @@ MIN_COVERAGE = 0.9
 """A bin whose lines span less than this share of it was not observed whole (see log_signals)."""
 THIN_BIN_SHARE = 0.25
 """A bin with fewer lines than this share of the batch's median bin is thinly observed (see log_signals)."""
+MIN_SILENT_BINS = 2
+"""Consecutive bins without a line before a service's silence is evidence (see log_signals)."""
 LOG_WINDOWS = (1, 2, 3)
 """Consecutive bins a log change is tested over (from each start bin): a change that lasts gathers evidence."""
 
@@ -267,7 +270,10 @@ def log_signals(batch: pd.Series, base: pd.Series, levels: dict[str, str], *, to
         return i is not None and not any(b in thin for b in bins_sorted[i: i + m])
 
     ok = np.array([full(b, int(m)) for b, m in zip(t["bin"], t["m"], strict=True)], dtype=bool)
-    silent = t[(t["o"] == 0).to_numpy() & ok].copy()
+    # A crashed or cut-off service stays silent; one quiet bin of a low-volume service is what its callers'
+    # traffic mix does by itself. Silence counts from MIN_SILENT_BINS consecutive bins.
+    lasting = (t["m"].to_numpy() >= MIN_SILENT_BINS)
+    silent = t[(t["o"] == 0).to_numpy() & ok & lasting].copy()
     if len(silent):
         silent["s"] = np.maximum(_z_surprise(-silent["z"].to_numpy() / rt) - corr_w, 0.0)
         for r in silent[silent["s"] > 0].sort_values("s", ascending=False).drop_duplicates(["service", "bin"]).itertuples(index=False):

@@ -167,3 +167,50 @@ def test_preset_names_are_case_insensitive() -> None:
     assert len([n for n in logformats.preset_names() if n in {s.lower() for s in logformats.LOGHUB_SYSTEMS}]) == 16
     with pytest.raises(InputError):
         logformats.get_format("hdfs2")
+
+
+# ---- common application logs without --format ----------------------------------------------------------------
+DATA = Path(__file__).parent / "data"
+
+
+def test_dpkg_log_parses_without_a_format() -> None:
+    """Real lines of this machine's /var/log/dpkg.log: a leading timestamp, no level."""
+    parsed = parse_logs(DATA / "dpkg.log")
+    assert parsed.format_detected and parsed.format == "timestamped"
+    ev = parsed.events
+    assert parsed.stats.unparsed == 0 and len(ev) == 12
+    assert str(ev["timestamp"][0]) == "2025-06-24 14:36:25" and ev["timestamp"].notna().all()
+    assert ev["template"].str.startswith("status").any()
+
+
+def test_nginx_access_log_parses_without_a_format_and_levels_follow_the_status() -> None:
+    """Real lines written by nginx 1.22 (default 'combined' format; requests answered 200, 404 and 502)."""
+    parsed = parse_logs(DATA / "nginx_access.log")
+    assert parsed.format_detected and parsed.format == "access"
+    ev = parsed.events
+    assert parsed.stats.unparsed == 0 and len(ev) == 7
+    assert list(ev["level"]) == ["INFO", "INFO", "WARN", "ERROR", "ERROR", "INFO", "ERROR"]
+    assert str(ev["timestamp"][0]) == "2026-12-03 18:46:27"  # +0000: naive UTC
+    assert ev["template"][0].startswith('"GET')
+
+
+def test_python_logging_default_lines_parse_without_a_format(tmp_path: Path) -> None:
+    """Lines written by the real logging module with basicConfig's default format ("LEVEL:logger:message")."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "app.log"
+    code = "\n".join([
+        "import logging, sys",
+        "logging.basicConfig(filename=sys.argv[1], level=logging.DEBUG)",
+        "logging.warning('disk usage at 91%')",
+        "logging.getLogger('checkout.db').error('connection refused (10.0.0.5:5432)')",
+        "logging.getLogger('urllib3.connectionpool').debug('Starting new HTTPS connection (1): api.example.com:443')",
+    ])
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
+    parsed = parse_logs(path)
+    assert parsed.format_detected and parsed.format == "pylogging"
+    ev = parsed.events
+    assert list(ev["level"]) == ["WARN", "ERROR", "DEBUG"]  # levels are normalised
+    assert list(ev["component"]) == ["root", "checkout.db", "urllib3.connectionpool"]
+    assert parsed.stats.unparsed == 0

@@ -230,6 +230,33 @@ def _build_presets() -> dict[str, LogFormat]:
             drain_depth=4,
             drain_sim=0.5,
         ),
+        # Web server access logs in the NCSA common / combined format (nginx's and Apache httpd's defaults):
+        # '127.0.0.1 - - [03/Dec/2026:18:46:27 +0000] "GET / HTTP/1.1" 200 3 "-" "curl/7.88.1"'. The message is the
+        # request onwards; the level comes from the status (5xx error, 4xx warning, else info).
+        LogFormat(
+            name="access",
+            regex=re.compile(
+                r'^(?P<Client>\S+) (?P<Ident>\S+) (?P<User>\S+) '
+                r"\[(?P<Timestamp>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d(?: [+-]\d{4})?)\] "
+                r'(?P<Content>"[^"]*" (?P<Status>\d{3}) (?:\d+|-).*)$'
+            ),
+            fields=("Client", "Ident", "User", "Timestamp", "Status", "Content"),
+            level_field="Status",
+            ts_fields=("Timestamp",),
+            ts_kind="auto",
+            drain_depth=4,
+            drain_sim=0.5,
+        ),
+        # Python's logging.basicConfig() default ("%(levelname)s:%(name)s:%(message)s"): no time of its own.
+        LogFormat(
+            name="pylogging",
+            regex=re.compile(r"^(?P<Level>CRITICAL|ERROR|WARNING|INFO|DEBUG):(?P<Component>[^:\s]+):(?P<Content>.*)$"),
+            fields=("Level", "Component", "Content"),
+            level_field="Level",
+            component_field="Component",
+            drain_depth=4,
+            drain_sim=0.5,
+        ),
         # Any line that starts with a recognisable timestamp, then optionally a [thread], a level and a logger:
         # Logback's and log4j's defaults, Go's log package, dpkg, nginx's error log, epoch-stamped lines.
         LogFormat(
@@ -464,6 +491,16 @@ def parse_json_line(line: str, fmt: LogFormat) -> tuple[str, str, str, str] | No
             comp = _s(key)
             break
     return _s(jf.get("timestamp", "timestamp")), _s(jf.get("level", "level")), comp, _s(jf.get("message", "message"))
+
+
+def http_level(status: pd.Series) -> pd.Series:
+    """Map HTTP status codes (text) to levels: 5xx ERROR, 4xx WARN, other codes INFO, unknown None."""
+    num = pd.to_numeric(status, errors="coerce")
+    out = pd.Series([None] * len(status), index=status.index, dtype=object)
+    out[(num >= 100).to_numpy()] = "INFO"
+    out[((num >= 400) & (num < 500)).to_numpy()] = "WARN"
+    out[(num >= 500).to_numpy()] = "ERROR"
+    return out
 
 
 def syslog_level(pri: pd.Series) -> pd.Series:

@@ -307,9 +307,11 @@ def _obj(values: Sequence[object]) -> pd.Series:
     return pd.Series(values, dtype=object)
 
 
-def _level_column(raw: pd.Series, pri: bool) -> np.ndarray:
-    if pri:
+def _level_column(raw: pd.Series, field: str) -> np.ndarray:
+    if field == "Pri":
         return logformats.syslog_level(raw).to_numpy()
+    if field == "Status":
+        return logformats.http_level(raw).to_numpy()
     uniq = {v for v in raw.tolist() if isinstance(v, str)}
     table = {}
     for v in uniq:
@@ -371,7 +373,7 @@ def _frame(fmt: LogFormat, pend: _Pending, parser: LogParser, year: int | None, 
         wrap = pd.Series(pd.to_datetime(pd.Series(pend.wrap_ts, dtype=object), errors="coerce"), dtype="datetime64[ns]")
         df["timestamp"] = wrap.where(wrap.notna(), df["timestamp"]).to_numpy()
     if fmt.level_field and fmt.level_field in by_name:
-        df["level"] = _level_column(by_name[fmt.level_field], fmt.level_field == "Pri")
+        df["level"] = _level_column(by_name[fmt.level_field], fmt.level_field)
     else:
         df["level"] = _obj([None] * n)
     df["component"] = by_name[fmt.component_field] if fmt.component_field in by_name else _obj([None] * n)

@@ -59,6 +59,9 @@ class LLMSettings(_Section):
     """LLM backend (see agent.llm)."""
 
     backend: Literal["local", "openai", "vllm", "none"] = "local"
+    writes_answers: bool | None = Field(None, description="The model writes chat answers (grounded: sentences "
+                                        "with uncited facts are dropped); false = answers are composed from the "
+                                        "tool results. Default: true for openai/vllm, false for the embedded model")
     model_path: Path | None = Field(None, description="GGUF file or HF folder for 'local'; None = embedded SmolLM2")
     base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://localhost:8000/v1")
     model: str | None = None

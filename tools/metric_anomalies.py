@@ -17,6 +17,7 @@ few windows): the result says so (``implausible``) and carries no spans.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,3 +130,106 @@ def detect_metric_anomalies(
                 span.explain_error = f"{type(exc).__name__}: {exc}"
         out.spans.append(span)
     return out
+
+
+def metric_summary(df: pd.DataFrame, channel: str, start: pd.Timestamp, end: pd.Timestamp) -> dict[str, float | None]:
+    """Baseline (before ``start``; else outside the span) and in-span statistics of one channel, and the change in
+    baseline standard deviations."""
+    col = df[channel].astype("float64")
+    inside = (df.index >= start) & (df.index < end)
+    before = df.index < start
+    base = col[before] if before.sum() >= 5 else col[~inside]
+    span = col[inside]
+    bm, bs = _finite_stat(base.mean()), _finite_stat(base.std())
+    sm = _finite_stat(span.mean())
+    change: float | None = None
+    if bm is not None and sm is not None:
+        scale = bs if bs and bs > 1e-12 else max(abs(bm) * 0.01, 1e-9)
+        change = (sm - bm) / scale
+    return {
+        "baseline_mean": bm, "baseline_std": bs, "span_mean": sm,
+        "span_max": _finite_stat(span.max()), "span_min": _finite_stat(span.min()), "change": change,
+    }
+
+
+MOVED_MIN_Z = 4.0
+
+
+def moved_channels(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, *, min_z: float = MOVED_MIN_Z,
+                   limit: int = 6) -> dict[str, float]:
+    """Channels whose mean inside [start, end) moved at least ``min_z`` baseline standard deviations (largest
+    first): metrics that corroborate a finding even when the metric detector did not flag the span itself."""
+    out: dict[str, float] = {}
+    inside = (df.index >= start) & (df.index < end)
+    if not inside.any():
+        return out
+    for ch in df.select_dtypes(include="number").columns:
+        z = metric_summary(df, str(ch), start, end)["change"]
+        if z is not None and math.isfinite(z) and abs(z) >= min_z:
+            out[str(ch)] = float(z)
+    return dict(sorted(out.items(), key=lambda kv: -abs(kv[1]))[:limit])
+
+
+def _finite_stat(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+def channel_shifts(df: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp, *, min_z: float = MOVED_MIN_Z,
+                   min_rows: int = 3, min_reference: int = 10, limit: int = 6) -> list[dict[str, Any]]:
+    """Per channel, the sustained shift inside ``[lo, hi]`` that moved furthest from what came before it: the
+    segment ``[t, u)`` of at least ``min_rows`` rows whose mean is the most baseline standard deviations away from
+    the mean of every row before ``t`` (at least ``min_reference`` of them), judged with :func:`metric_summary`, the
+    statistic the triage reports. Channels that moved at least ``min_z`` come back, largest first: what a single
+    channel shows when the multivariate detector flags no span."""
+    if not isinstance(df.index, pd.DatetimeIndex) or len(df) < min_reference + min_rows:
+        return []
+    idx = df.index
+    rows = np.flatnonzero((idx >= lo) & (idx <= hi))
+    if rows.size < min_rows:
+        return []
+    out: list[dict[str, Any]] = []
+    for ch in df.select_dtypes(include="number").columns:
+        x = df[ch].to_numpy(dtype="float64")
+        ok = np.isfinite(x)
+        xv = np.where(ok, x, 0.0)
+        c1, c2, cn = (np.concatenate([[0.0], np.cumsum(v)]) for v in (xv, xv * xv, ok.astype("float64")))
+        best: tuple[float, int, int] | None = None
+        for t in rows:
+            nb = cn[t]
+            if nb < min_reference:
+                continue
+            mb = c1[t] / nb
+            sb = math.sqrt(max(c2[t] / nb - mb * mb, 0.0) * nb / max(nb - 1, 1))
+            scale = sb if sb > 1e-12 else max(abs(mb) * 0.01, 1e-9)
+            u = np.arange(t + min_rows, rows[-1] + 2)
+            if u.size == 0:
+                continue
+            n = cn[u] - cn[t]
+            m = np.divide(c1[u] - c1[t], n, out=np.full(u.size, np.nan), where=n > 0)
+            z = (m - mb) / scale
+            if not np.isfinite(z).any():
+                continue
+            k = int(np.nanargmax(np.abs(z)))
+            if best is None or abs(z[k]) > abs(best[0]):
+                best = (float(z[k]), int(t), int(u[k]))
+        if best is None or abs(best[0]) < min_z:
+            continue
+        _, first, stop = best
+        start = idx[first]
+        end = (idx[stop] if stop < len(idx) else
+               idx[-1] + (idx[-1] - idx[-2] if len(idx) > 1 else pd.Timedelta(seconds=1)))
+        summ = metric_summary(df, str(ch), start, end)
+        if summ["change"] is None or abs(summ["change"]) < min_z:
+            continue
+        out.append({"channel": str(ch), "start": start.isoformat(), "end": end.isoformat(), "rows": stop - first,
+                    "change_sd": round(float(summ["change"]), 1), "before_mean": _round(summ["baseline_mean"]),
+                    "during_mean": _round(summ["span_mean"]), "during_max": _round(summ["span_max"])})
+    out.sort(key=lambda d: -abs(d["change_sd"]))
+    return out[:limit]
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 4)

@@ -4,7 +4,9 @@ It answers from the same operation as the triage (:func:`tools.metric_anomalies.
 detector fitted on the whole series of the named source, in-sample scores flagged above ``robust_k`` robust SDs of
 them, spans that may bridge ``MAX_GAP`` quiet rows, weak spans dropped, each explained by its channels), on the
 metrics read the same way (:func:`tools.metrics_io.load_metric_set`), so the chat and the triage report the same
-spans. The spans that overlap the asked range come back with their driving channels and values before and during.
+spans. The spans that overlap the asked range come back with their driving channels and values before and during,
+and, per channel, the sustained shift that moved furthest in the range (``channel_shifts``: the same statistic the
+triage reports as "+N SD"), so a jump one channel shows is named even when the multivariate detector flags no span.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.errors import InputError
 from tools.log_tools import LogWorkspace, ToolPayload, error, no_data, ok, resolve_time
-from tools.metric_anomalies import MetricAnomalies, detect_metric_anomalies
+from tools.metric_anomalies import MetricAnomalies, channel_shifts, detect_metric_anomalies
 
 logger = logging.getLogger(__name__)
 
@@ -133,17 +135,29 @@ class MetricAnomalyTool:
                           "drivers": drivers, "values": changes})
         spans.sort(key=lambda s: -s["peak_score"])
         rng = {"start": lo.isoformat(), "end": hi.isoformat()}
-        if found.implausible:
+        # Per channel, the sustained shift that moved furthest (the statistic the triage reports as "+N SD"):
+        # what one channel shows even when the multivariate detector flags no span.
+        shifts = channel_shifts(frame, lo, hi)
+        shift_text = "; ".join(f"{d['channel']} {d['change_sd']:+.0f} SD from {d['start'][11:16]}" for d in shifts[:3])
+        if found.implausible and not shifts:
             return no_data(f"the {self.detector} detector does not fit these metrics: {found.implausible}", range=rng)
         if not spans:
             in_range = scores[(scores.index >= lo) & (scores.index <= hi)]
             top = float(in_range.max()) if len(in_range) and not in_range.isna().all() else None
-            return no_data(f"no anomalous span between {lo} and {hi} ({self.detector}, threshold {thr:.3g})",
+            detector_says = (f"the {self.detector} detector does not fit these metrics: {found.implausible}"
+                             if found.implausible else
+                             f"no multivariate span above the {self.detector} threshold {thr:.3g}")
+            if shifts:
+                return ok(f"{len(shifts)} channels shifted between {lo} and {hi} ({shift_text}); {detector_says}",
+                          detector=self.detector, threshold=_r(thr), range=rng, spans=[], channel_shifts=shifts,
+                          max_score_in_range=_r(top), channels=list(map(str, frame.columns)), reader_notes=notes[:5])
+            return no_data(f"no anomalous span or channel shift between {lo} and {hi} ({detector_says})",
                            range=rng, max_score_in_range=_r(top), threshold=_r(thr), channels=list(map(str,
                                                                                                      frame.columns)))
         return ok(f"{len(spans)} anomalous spans between {lo} and {hi}; strongest {spans[0]['start']} driven by "
-                  f"{', '.join(spans[0]['drivers']) or 'unknown channels'}",
-                  detector=self.detector, threshold=_r(thr), range=rng, spans=spans[:MAX_SPANS],
+                  f"{', '.join(spans[0]['drivers']) or 'unknown channels'}"
+                  + (f"; shifted channels: {shift_text}" if shifts else ""),
+                  detector=self.detector, threshold=_r(thr), range=rng, spans=spans[:MAX_SPANS], channel_shifts=shifts,
                   channels=list(map(str, frame.columns)), reader_notes=notes[:5])
 
 

@@ -79,6 +79,8 @@ class ChatAgent:
         callbacks: LangChain callbacks for every turn (e.g. the service's LLM call counter).
         max_conversations: conversations remembered (least recently used are forgotten).
         serialize: run one turn at a time (in-process models that are not thread-safe).
+        model_writes: the model writes answers (grounded: uncited facts are dropped); False = answers are
+            composed from the tool results and the model states no fact (see ``agent.chat.compose``).
     """
 
     def __init__(
@@ -94,8 +96,10 @@ class ChatAgent:
         callbacks: Sequence[Any] = (),
         max_conversations: int = 256,
         serialize: bool = False,
+        model_writes: bool = True,
     ):
         self.model = model
+        self.model_writes = model_writes
         self.tools = list(tools)
         self.supports_tools = supports_tools
         self.router = router
@@ -105,7 +109,7 @@ class ChatAgent:
         self.graph = build_chat_graph(
             model, self.tools, system_prompt=system_prompt, supports_tools=supports_tools,
             planner=router.plan if router is not None else None, max_steps=max_steps,
-            context_tokens=context_tokens,
+            context_tokens=context_tokens, model_writes=model_writes,
         )
         self._history: OrderedDict[str, list[BaseMessage]] = OrderedDict()
         self._history_lock = threading.Lock()
@@ -171,6 +175,8 @@ class ChatAgent:
             callbacks=llm_callbacks,
             max_conversations=max_conversations or settings.server.max_conversations,
             serialize=False,  # the LLM layer's models hold their engine's lock per call
+            model_writes=(settings.llm.writes_answers if settings.llm.writes_answers is not None
+                          else settings.llm.backend in ("openai", "vllm")),
         )
 
     def ask(self, question: str, conversation_id: str | None = None) -> ChatEvent:
@@ -194,6 +200,7 @@ class ChatAgent:
         streamed: dict[Any, str] = {}
         last_step: Any = None
         final_text = ""
+        replaced = False
         evidence: list[dict[str, Any]] = []
         with self._turn_lock or nullcontext():
             for mode, chunk in self.graph.stream(inputs, config=config, stream_mode=["messages", "updates"]):
@@ -211,13 +218,13 @@ class ChatAgent:
                     if not update:
                         continue
                     msgs = update.get("messages", [])
-                    if node in ("model", "route"):
+                    if node in ("model", "route", "recall"):
                         for m in msgs:
                             if isinstance(m, AIMessage):
                                 for call in m.tool_calls:
                                     yield ChatEvent(type="tool_call", data={
                                         "id": call.get("id"), "name": call["name"], "args": call.get("args", {})})
-                    elif node == "tools":
+                    if node in ("tools", "recall"):
                         new_ev = update.get("evidence", [])
                         evidence.extend(new_ev)
                         by_call = {m.tool_call_id: m for m in msgs if isinstance(m, ToolMessage)}
@@ -227,13 +234,17 @@ class ChatAgent:
                         final_text = str(msgs[-1].content) if msgs else ""
                         already = streamed.get(last_step, "") if last_step is not None else ""
                         rest = final_text[len(already):] if final_text.startswith(already) else ""
+                        replaced = bool(already) and not final_text.startswith(already)
                         if not already:
                             rest = final_text
                         if rest:
                             yield ChatEvent(type="token", data={"text": rest})
         self._remember(cid, question, final_text)
         yield ChatEvent(type="final", data={"conversation_id": cid, "answer": final_text, "evidence": evidence,
-                                            "path": "planning" if self.supports_tools else "router"})
+                                            "path": "planning" if self.supports_tools else "router",
+                                            # The streamed text was not kept as is (uncited facts were removed):
+                                            # the answer is this one.
+                                            "replaced": replaced if final_text else False})
 
     def _remember(self, cid: str, question: str, answer: str) -> None:
         with self._history_lock:

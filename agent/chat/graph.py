@@ -15,6 +15,7 @@ Both paths end in ``finalize``, which makes sure the answer cites the evidence i
 
 from __future__ import annotations
 
+import json
 import logging
 import operator
 import re
@@ -34,6 +35,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
+from agent.chat.compose import compose_answer, ground_answer
 from agent.chat.tool_exec import ToolExecutor
 from prompts import neutralise
 
@@ -76,9 +78,65 @@ class ChatState(TypedDict, total=False):
     steps: int
     evidence: Annotated[list[dict[str, Any]], operator.add]
     turn_start: int
+    deferred: list[dict[str, Any]]  # router path: memory searches that wait for the turn's evidence
 
 
 Planner = Callable[[str, Sequence[BaseTool]], list[dict[str, Any]]]
+
+
+RECALL_TOOLS = {"similar_incidents": "query", "runbook_for_alert": "description"}
+"""Memory tools (and the argument that carries the problem's description): on the router path they run after the
+turn's other tools, searching with what those found (templates, metric channels, services, alerts), not with the
+question's wording alone."""
+_EVIDENCE_KEYS = ("template", "channel", "alertname", "alert_name", "service", "component", "title")
+
+
+def evidence_terms(payloads: Sequence[Any], limit: int = 12) -> list[str]:
+    """What the turn's tool results found, as search terms: log templates, shifted or driving metric channels
+    (underscores as spaces, so the embedder reads words), services, alert names; strongest first, deduplicated."""
+    terms: list[str] = []
+
+    def add(value: Any) -> None:
+        if isinstance(value, str) and value.strip():
+            t = re.sub(r"<\*>", " ", value).replace("_", " ")
+            t = re.sub(r"\s+", " ", t).strip()
+            if len(t) > 2 and t.lower() not in (x.lower() for x in terms):
+                terms.append(t[:200])
+
+    def walk(node: Any) -> None:
+        if len(terms) >= limit:
+            return
+        if isinstance(node, dict):
+            for key in _EVIDENCE_KEYS:
+                if key in node:
+                    add(node[key])
+            for key in ("drivers", "moved_channels"):
+                if isinstance(node.get(key), dict):
+                    for ch in node[key]:
+                        add(ch)
+            for v in node.values():
+                if isinstance(v, (dict, list)):
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for p in payloads:
+        walk(p)
+    return terms[:limit]
+
+
+def _turn_results(turn_msgs: Sequence[BaseMessage]) -> list[tuple[str, dict[str, Any]]]:
+    """(evidence id, payload) of the turn's tool results, in call order."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for m in turn_msgs:
+        if isinstance(m, ToolMessage) and isinstance(m.artifact, dict) and "evidence_id" in m.artifact:
+            try:
+                payload = json.loads(_text(m))
+            except ValueError:
+                payload = {"status": "ok", "summary": _text(m)[:500]}
+            out.append((str(m.artifact["evidence_id"]), payload if isinstance(payload, dict) else {"summary": str(payload)}))
+    return out
 
 
 def _last_question(messages: Sequence[BaseMessage]) -> str:
@@ -153,6 +211,7 @@ def build_chat_graph(
     context_tokens: int = 2048,
     tool_share: float = 0.5,
     checkpointer: Any = None,
+    model_writes: bool = True,
 ) -> Any:
     """Compile the chat graph.
 
@@ -166,6 +225,9 @@ def build_chat_graph(
         context_tokens: the model's context window (tool outputs are cut to a budget derived from it).
         tool_share: fraction of the context one step's tool results may fill.
         checkpointer: optional LangGraph checkpointer (conversation memory by ``thread_id``).
+        model_writes: True = the model writes the answer, and sentences stating facts no cited result contains
+            are dropped (:func:`agent.chat.compose.ground_answer`); False = the answer is composed from the tool
+            results (:func:`agent.chat.compose.compose_answer`), the model states no fact.
 
     Returns:
         A compiled graph; invoke or stream it with ``{"messages": [HumanMessage(question)]}``.
@@ -212,7 +274,35 @@ def build_chat_graph(
         for i, call in enumerate(calls):
             call.setdefault("id", f"route_{len(state.get('evidence', [])) + i + 1}")
             call.setdefault("type", "tool_call")
-        return {"messages": [AIMessage(content="", tool_calls=calls)], "steps": 1}
+        first = [c for c in calls if c["name"] not in RECALL_TOOLS]
+        later = [c for c in calls if c["name"] in RECALL_TOOLS] if first else []
+        if not first:
+            first = calls
+        return {"messages": [AIMessage(content="", tool_calls=first)], "steps": 1, "deferred": later}
+
+    def recall(state: ChatState) -> dict[str, Any]:
+        """The deferred memory searches, with the problem described by what the turn's tools found."""
+        calls = [dict(c) for c in state.get("deferred") or []]
+        if not calls:
+            return {}
+        turn_msgs = state["messages"][_turn_start_index(state["messages"]):]
+        payloads = []
+        for m in turn_msgs:
+            if isinstance(m, ToolMessage):
+                try:
+                    payloads.append(json.loads(_text(m)))
+                except ValueError:
+                    continue
+        terms = evidence_terms(payloads)
+        question = _last_question(state["messages"])
+        if terms:
+            for c in calls:
+                field = RECALL_TOOLS[c["name"]]
+                c["args"] = {**c.get("args", {}), field: ("; ".join(terms) + " | " + question)[:1900]}
+        first_no = len(state.get("evidence", [])) + 1
+        messages, evidence = executor.run(calls, first_no)
+        return {"messages": [AIMessage(content="", tool_calls=calls), *messages],
+                "evidence": [e.model_dump() for e in evidence], "deferred": []}
 
     def after_route(state: ChatState) -> Literal["tools", "answer"]:
         last = state["messages"][-1]
@@ -221,6 +311,8 @@ def build_chat_graph(
     def answer(state: ChatState) -> dict[str, Any]:
         question = _last_question(state["messages"])
         turn_msgs = state["messages"][_turn_start_index(state["messages"]):]
+        if not model_writes:
+            return {"messages": [AIMessage(content=compose_answer(_turn_results(turn_msgs), question))]}
         blocks = [
             f"Evidence {m.artifact.get('evidence_id') if isinstance(m.artifact, dict) else '?'}:\n"
             f"<log_data>\n{neutralise(digest(_text(m)))}\n</log_data>"
@@ -235,6 +327,15 @@ def build_chat_graph(
         last = state["messages"][-1]
         evidence = _turn_evidence(state)
         text = _text(last)  # not stripped: the streamed tokens must stay a prefix of the final answer
+        turn_msgs = state["messages"][_turn_start_index(state["messages"]):]
+        if not model_writes and supports_tools:  # the planning path: the model chose the tools, not the words
+            text = compose_answer(_turn_results(turn_msgs), _last_question(state["messages"]))
+        elif model_writes:
+            sources = {eid: json.dumps(p, default=str) for eid, p in _turn_results(turn_msgs)}
+            grounded, dropped = ground_answer(text, sources)
+            if dropped:
+                logger.info("answer: %d sentence(s) with uncited facts dropped", dropped)
+                text = grounded
         if not text.strip():
             text = "I could not phrase an answer from the results."
         cited = set(_CITE.findall(text))
@@ -264,10 +365,12 @@ def build_chat_graph(
         graph.add_edge("tools", "model")
     else:
         graph.add_node("route", route)
+        graph.add_node("recall", recall)
         graph.add_node("answer", answer)
         graph.add_edge("start_turn", "route")
         graph.add_conditional_edges("route", after_route, {"tools": "tools", "answer": "answer"})
-        graph.add_edge("tools", "answer")
+        graph.add_edge("tools", "recall")
+        graph.add_edge("recall", "answer")
         graph.add_edge("answer", "finalize")
     graph.add_edge("finalize", END)
     return graph.compile(checkpointer=checkpointer)

@@ -78,6 +78,9 @@ def _turn(agent: Any, question: str, conversation_id: str | None, show_tools: bo
             final = {"type": event.type, **event.data}
     if in_answer:
         console.print()
+    if final.get("replaced"):
+        err_console.print("[yellow]The streamed answer stated facts no tool result supports; the grounded answer:[/yellow]")
+        console.print(str(final.get("answer", "")), markup=False, highlight=False, soft_wrap=True)
     return final
 
 

@@ -24,14 +24,13 @@ from agent.report import (
 from agent.triage.inputs import LogData
 from agent.triage.rank import (
     LEVEL_WEIGHT,
-    MOVED_MIN_Z,
     Group,
     GroupScores,
     finding_severity,
-    metric_summary,
     service_of_channel,
     service_of_component,
 )
+from tools.metric_anomalies import MOVED_MIN_Z, metric_summary
 
 MAX_TEMPLATES_PER_FINDING = 10
 MAX_METRICS_PER_FINDING = 6

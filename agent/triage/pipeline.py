@@ -384,7 +384,7 @@ def _log_inputs(inputs: InputSummary, d: LogData) -> None:
 
 
 def _score(g: Any, logs: LogData | None, mdf: pd.DataFrame | None) -> Candidate:
-    from agent.triage.rank import metric_summary, moved_channels
+    from tools.metric_anomalies import metric_summary, moved_channels
 
     def first_seen(t: str) -> pd.Timestamp | None:
         if logs is None:

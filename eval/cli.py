@@ -153,3 +153,22 @@ def rca(
 
     _emit(suite.run(data, cases=_split(cases), limit=limit, lofo=lofo, llm_backend=backend, base_url=base_url,
                     model=model), as_json, suite.render)
+
+
+@app.command("chat")
+def chat(
+    data: Path = typer.Option(None, "--data", help="A Nezha-style export for the nezha:HH:MM questions (omitted: demo questions only)."),
+    backend: str = typer.Option("local", "--backend", help="LLM backend of the chat: local | openai"),
+    base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (backend openai)."),
+    model: str = typer.Option(None, "--model", help="Model name (backend openai)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N questions."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Chat answers on a question set: fact recall, unsupported-claim rate, tool errors, seconds per answer."""
+    if data is not None:
+        _check_dir(data)
+    if backend not in ("local", "openai"):
+        raise typer.BadParameter("must be 'local' or 'openai'", param_hint="--backend")
+    from eval import chat as suite
+
+    _emit(suite.run(data, backend=backend, base_url=base_url, model=model, limit=limit), as_json, suite.render)

@@ -286,8 +286,21 @@ def _top_templates(ws: LogWorkspace, start: str | None = None, end: str | None =
               events_in_range=int(len(sel)), templates=rows, range={"start": _iso(lo), "end": _iso(hi)})
 
 
+NEW_REFERENCE_SHARE = 0.25
+"""Without a start, ``new_templates`` takes the first quarter of the logs as what was known (triage's default)."""
+
+
 def _new_templates(ws: LogWorkspace, start: str | None = None, end: str | None = None, source: str | None = None,
                    level: str | None = None, k: int = 10) -> ToolPayload:
+    reference = ""
+    if start is None:
+        # No start given: the leading share of the data is the reference, as in the triage without a baseline.
+        ts = ws.parsed(source).events["timestamp"].dropna()
+        if ts.empty:
+            return error("new_templates needs timestamps to tell what is new; these logs carry none")
+        d0, d1 = ts.min(), ts.max()
+        start = (d0 + (d1 - d0) * NEW_REFERENCE_SHARE).isoformat()
+        reference = f" (no start given: the first {NEW_REFERENCE_SHARE:.0%} of the logs are the reference)"
     events, sel, lo, hi = _events_in(ws, source, start, end, level)
     if lo is None:
         return error("new_templates needs a start time (templates first seen after it are new); e.g. start='14:00'")
@@ -301,7 +314,7 @@ def _new_templates(ws: LogWorkspace, start: str | None = None, end: str | None =
         return no_data(f"every template between {lo} and {hi} was already seen before {lo}",
                        events_in_range=int(len(sel)), range={"start": _iso(lo), "end": _iso(hi)})
     rows = _template_rows(ws, fresh, events, k)
-    return ok(f"{fresh['template_id'].nunique()} templates first seen between {lo} and {hi}",
+    return ok(f"{fresh['template_id'].nunique()} templates first seen between {lo} and {hi}{reference}",
               baseline_events=int(len(before)), templates=rows, range={"start": _iso(lo), "end": _iso(hi)})
 
 

@@ -94,8 +94,13 @@ class MetricAnomalyTool:
                 if unknown:
                     raise ValueError(f"unknown channels {unknown}; available: {', '.join(map(str, numeric.columns))}")
                 numeric = numeric[channels]
-            found = detect_metric_anomalies(numeric, self.detector, self.detector_params, robust_k=self.robust_k,
-                                            min_strength=self.min_strength)
+            try:
+                found = detect_metric_anomalies(numeric, self.detector, self.detector_params, robust_k=self.robust_k,
+                                                min_strength=self.min_strength)
+            except ValueError as exc:  # the detector cannot run on these rows (too few, ...): shifts still can
+                found = MetricAnomalies(detector=self.detector, scores=pd.Series(np.nan, index=numeric.index),
+                                        threshold=float("nan"), median=float("nan"), step=pd.Timedelta(minutes=1),
+                                        spans=[], flagged_share=0.0, implausible=f"it cannot run here: {exc}")
             self._cache[key] = (numeric, found)
             while len(self._cache) > self.max_cached:
                 self._cache.popitem(last=False)

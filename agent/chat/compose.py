@@ -39,7 +39,7 @@ def compose_answer(results: Sequence[tuple[str, Mapping[str, Any]]], question: s
             out.append(f"{_label(tool)} could not answer: {summary} [{eid}].")
             continue
         lines = [f"{_label(tool)}: {summary} [{eid}]." if summary else f"{_label(tool)} returned no summary [{eid}]."]
-        lines += [f"- {x} [{eid}]" for x in _details(p)]
+        lines += [f"- {x} [{eid}]" for x in _details(p, question)]
         out.append("\n".join(lines))
     return "\n\n".join(out)
 
@@ -50,33 +50,62 @@ def _label(tool: str) -> str:
             "parse_logs": "Logs", "run_triage": "Triage"}.get(tool, tool)
 
 
-def _details(p: Mapping[str, Any]) -> list[str]:
+def _asked_first(items: list[dict[str, Any]], key: str, question: str) -> list[dict[str, Any]]:
+    """The items whose ``key`` shares words with the question (what was asked about, best match first; at most
+    ``MAX_ITEMS``), then the two strongest of the others (in the tool's order)."""
+    words = {w for w in re.findall(r"[a-z0-9]+", question.lower()) if len(w) > 2}
+
+    def overlap(item: dict[str, Any]) -> int:
+        return len(words & set(re.findall(r"[a-z0-9]+", str(item.get(key, "")).lower())))
+
+    asked = sorted((it for it in items if overlap(it)), key=lambda it: -overlap(it))[:MAX_ITEMS]
+    rest = [it for it in items if not any(it is a for a in asked)][:2]  # and the strongest of the others
+    return asked + rest
+
+
+def _details(p: Mapping[str, Any], question: str = "") -> list[str]:
     out: list[str] = []
-    for d in list(p.get("channel_shifts") or [])[:MAX_ITEMS]:
+    for c in _items(p, "root_causes")[:MAX_ITEMS]:
+        out.append(f"root cause candidate {c.get('rank')}: {c.get('service')}"
+                   + (f" (pod {c['pod']})" if c.get("pod") else "")
+                   + f", {c.get('kind')}, from {_hm(c.get('onset'))}")
+    for f in _items(p, "findings")[:MAX_ITEMS]:
+        if isinstance(f, dict) and f.get("title"):
+            tpl = next((str(t.get("template")) for t in _items(f, "templates") if t.get("template")), "")
+            out.append(f"finding {f.get('id')}: {_one_line(str(f['title']))[:160]} ({f.get('severity')}, "
+                       f"{_hm(f.get('start'))}–{_hm(f.get('end'))})" + (f", e.g. \"{_one_line(tpl)[:160]}\"" if tpl else ""))
+    rb = p.get("runbook")
+    if isinstance(rb, dict) and rb.get("title"):
+        steps = [str(x) for x in list(rb.get("steps") or [])[:3]]
+        out.append(f"runbook {rb['title']}" + (": " + " / ".join(_one_line(x) for x in steps) if steps else ""))
+    for i in _items(p, "similar_incidents")[:MAX_ITEMS]:
+        if isinstance(i, dict):
+            out.append(f"{i.get('id')} \"{i.get('title')}\" (similarity {_num(i.get('score'))})")
+    for d in _asked_first(_items(p, "channel_shifts"), "channel", question):
         out.append(f"{d.get('channel')} moved {_num(d.get('change_sd'), signed=True)} SD from {_hm(d.get('start'))} "
                    f"to {_hm(d.get('end'))} (mean {_num(d.get('before_mean'))} before, {_num(d.get('during_mean'))} "
                    f"during, max {_num(d.get('during_max'))})")
-    for s in list(p.get("spans") or [])[:MAX_ITEMS]:
+    for s in _items(p, "spans")[:MAX_ITEMS]:
         drivers = ", ".join(list((s.get("drivers") or {}).keys())[:3])
         out.append(f"anomalous span {_hm(s.get('start'))}–{_hm(s.get('end'))}" + (f", driven by {drivers}" if drivers else ""))
-    for i in list(p.get("incidents") or [])[:MAX_ITEMS]:
+    for i in _items(p, "incidents")[:MAX_ITEMS]:
         text = f"{i.get('id')} \"{i.get('title')}\" (similarity {_num(i.get('score'))}, {i.get('severity') or '?'})"
         if i.get("root_cause"):
             text += f"; root cause: {_one_line(str(i['root_cause']))}"
         if i.get("resolution"):
             text += f"; resolution: {_one_line(str(i['resolution']))}"
         out.append(text)
-    for r in list(p.get("runbooks") or [])[:2]:
-        steps = [s.get("text") if isinstance(s, dict) else str(s) for s in list(r.get("steps") or [])[:3]]
+    for r in _items(p, "runbooks")[:2]:
+        steps = [str(x.get("text") or "") if isinstance(x, dict) else str(x) for x in list(r.get("steps") or [])[:3]]
         out.append(f"{r.get('title')}" + (": " + " / ".join(_one_line(str(s)) for s in steps if s) if steps else ""))
     for key in ("templates", "new_templates", "events"):
-        for t in list(p.get(key) or [])[:MAX_ITEMS]:
+        for t in _items(p, key)[:MAX_ITEMS]:
             if isinstance(t, dict) and t.get("template"):
                 count = t.get("count") or t.get("lines")
                 first = t.get("first_seen") or t.get("first")
                 out.append(f"\"{_one_line(str(t['template']))[:160]}\"" + (f", {count} lines" if count else "")
                            + (f", first at {_hm(first)}" if first else ""))
-    for ln in list(p.get("lines") or p.get("matches") or [])[:MAX_ITEMS]:
+    for ln in (_items(p, "lines") or _items(p, "matches"))[:MAX_ITEMS]:
         if isinstance(ln, dict):
             line = ln.get("line") or ln.get("text") or ln.get("message")
             if line:
@@ -127,6 +156,12 @@ def _facts(sentence: str) -> list[str]:
             continue
         facts.append(v.lstrip("+"))
     return facts
+
+
+def _items(p: Mapping[str, Any], key: str) -> list[Any]:
+    """``p[key]`` when it is a list of objects (a count or a text under that key is not a list of items)."""
+    v = p.get(key)
+    return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []
 
 
 def _num(v: Any, signed: bool = False) -> str:

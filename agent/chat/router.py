@@ -33,7 +33,8 @@ RULES: tuple[tuple[str, str], ...] = (
                     r"say about|exception|timeout|refused|denied|crash\w*)\b|\"[^\"]+\"|'[^']+'"),
     ("detect_metric_anomalies", r"\b(metrics?|latency|cpu|memory|disk|throughput|error[- ]rate|p9\d|saturat\w*|"
                                 r"spike\w*|jump\w*|rose|rise|drop\w*|slow\w*)\b"),
-    ("similar_incidents", r"\b(seen (this|it|that) before|happened before|similar|past|previous|earlier|history|"
+    ("similar_incidents", r"\b(seen (this|it|that) before|seen\b[\w\s-]{0,60}\bbefore|(like|as) this before|"
+                          r"happened before|similar|past|previous|earlier|history|"
                           r"recurr\w*|again|postmortem|outage|incidents?)\b"),
     ("runbook_for_alert", r"\b(runbook|how (do|should|can) (i|we) (fix|resolve|mitigate)|what should (i|we) do|"
                           r"remediat\w*|mitigat\w*|next steps?|alert)\b"),

@@ -40,7 +40,9 @@ def report_digest(report: Any, k: int = 5) -> dict[str, Any]:
             "explanation": f.explanation.text[:500],
         })
     return {
-        "report_id": report.id, "severity": report.severity, "summary": report.summary.text[:800],
+        "report_id": report.id, "severity": report.severity, "report_summary": report.summary.text[:800],
+        "root_causes": [{"rank": c.rank, "service": c.service, "pod": c.pod, "kind": c.kind,
+                         "onset": c.onset.isoformat(), "score": c.score} for c in report.root_causes[:3]],
         "findings": findings,
         "runbook": None if report.runbook is None else {"id": report.runbook.id, "title": report.runbook.title,
                                                         "steps": [s.text[:200] for s in report.runbook.steps[:5]]},

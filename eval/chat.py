@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = Path(__file__).parent / "data" / "chat_questions.jsonl"
+DEFAULT_NEZHA = REPO.parent / "shared" / "datasets" / "nezha_trainticket"
+"""Where the CLI looks for the Nezha export when ``--data`` is not given."""
 
 
 def load_questions(path: Path = QUESTIONS) -> list[dict[str, Any]]:
@@ -83,7 +85,9 @@ def run(data: Path | None = None, *, backend: str = "local", base_url: str | Non
         rows.append(_score(q, events, agent, secs))
         logger.info("%s: recall %s, unsupported %s (%.1fs)", q["id"], rows[-1]["fact_recall"],
                     rows[-1]["unsupported"], secs)
-    return {"questions": len(rows), "backend": backend, "model": model, "rows": rows, "total": _totals(rows),
+    skipped = 0 if data is not None else sum(1 for q in load_questions(questions) if q["scenario"] != "demo")
+    return {"questions": len(rows), "skipped_without_data": skipped, "backend": backend, "model": model, "rows": rows,
+            "total": _totals(rows),
             "by_scenario": {s: _totals([r for r in rows if r["scenario"] == s]) for s in sorted({r["scenario"] for r in rows})}}
 
 

@@ -157,7 +157,7 @@ def rca(
 
 @app.command("chat")
 def chat(
-    data: Path = typer.Option(None, "--data", help="A Nezha-style export for the nezha:HH:MM questions (omitted: demo questions only)."),
+    data: Path = typer.Option(None, "--data", help="A Nezha-style export for the nezha:HH:MM questions (default: ../shared/datasets/nezha_trainticket beside the checkout when it is there, else demo questions only)."),
     backend: str = typer.Option("local", "--backend", help="LLM backend of the chat: local | openai"),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (backend openai)."),
     model: str = typer.Option(None, "--model", help="Model name (backend openai)."),
@@ -165,6 +165,10 @@ def chat(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Chat answers on a question set: fact recall, unsupported-claim rate, tool errors, seconds per answer."""
+    if data is None:
+        from eval.chat import DEFAULT_NEZHA
+
+        data = DEFAULT_NEZHA if DEFAULT_NEZHA.is_dir() else None
     if data is not None:
         _check_dir(data)
     if backend not in ("local", "openai"):

@@ -486,7 +486,3 @@ def _value(text: str, series: str) -> float:
             total += float(value)
     return total
 
-
-if __name__ == "__main__":  # pragma: no cover - manual runs print the stack's logs
-    print(json.dumps({"prometheus": PROMETHEUS, "alertmanager": ALERTMANAGER, "journal_remote": JOURNAL_REMOTE}))
-    os._exit(0)

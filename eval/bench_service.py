@@ -230,7 +230,7 @@ def _phase_alertmanager(base: str, workdir: Path, upload: list[Any], triages: in
         p95 = next((float(le) * 1000 for le, n in sorted(((k, v) for k, v in ack.items() if k != "+Inf"),
                                                         key=lambda kv: float(kv[0])) if total and n >= 0.95 * total),
                    float("inf"))
-        dup = _counter(base, 'anomalist_alerts_total{handling="duplicate",status="firing"}')
+        dup = sum(s.value for s in _samples(base, "anomalist_alerts_total", handling="duplicate", status="firing"))
         return {"am_groups": groups, "am_alerts": len(alerts), "am_reports": sum(per_group.values()),
                 "am_lost_reports": groups - len(per_group), "am_duplicated_reports": sum(n - 1 for n in per_group.values()),
                 "am_all_reports_s": round(all_reports_s, 1), "am_webhook_requests": int(total),
@@ -243,28 +243,21 @@ def _phase_alertmanager(base: str, workdir: Path, upload: list[Any], triages: in
             am.kill()
 
 
+def _samples(base: str, name: str, **labels: str) -> list[Any]:
+    """The samples ``name`` with ``labels`` in the service's /metrics (prometheus_client's own parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base}/metrics", headers=AUTH, timeout=30).text
+    return [s for fam in text_string_to_metric_families(text) for s in fam.samples
+            if s.name == name and labels.items() <= s.labels.items()]
+
+
 def _ack_histogram(base: str) -> dict[str, float]:
     """Cumulative bucket counts (le -> n) of the webhook route's request latency, from the service's /metrics."""
-    text = httpx.get(f"{base}/metrics", headers=AUTH, timeout=30).text
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("anomalist_http_request_seconds_bucket{") and 'route="/v1/alerts/alertmanager"' in line:
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    for s in _samples(base, "anomalist_http_request_seconds_bucket", route="/v1/alerts/alertmanager"):
+        out[s.labels["le"]] = out.get(s.labels["le"], 0.0) + float(s.value)
     return out
-
-
-def _counter(base: str, series: str) -> float:
-    name, _, labels = series.partition("{")
-    want = set(labels.rstrip("}").split(","))
-    text = httpx.get(f"{base}/metrics", headers=AUTH, timeout=30).text
-    total = 0.0
-    for line in text.splitlines():
-        head, _, value = line.rpartition(" ")
-        n, _, ls = head.partition("{")
-        if n == name and want <= set(ls.rstrip("}").split(",")):
-            total += float(value)
-    return total
 
 
 def _phase_ack(base: str, upload: list[Any], triages: int, acks: int) -> dict[str, Any]:

@@ -470,19 +470,12 @@ def _notifications(am: str) -> float:
 
 
 def _value(text: str, series: str) -> float:
-    """The value of one series in a Prometheus text exposition (label order as written; 0 when absent)."""
-    name, _, labels = series.partition("{")
-    want = set(labels.rstrip("}").split(",")) if labels else set()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        n, _, ls = head.partition("{")
-        if n != name:
-            continue
-        have = set(ls.rstrip("}").split(",")) if ls else set()
-        if want <= have:
-            total += float(value)
-    return total
+    """The sum of the samples named like ``series`` whose labels include its labels, in a Prometheus text
+    exposition (parsed by prometheus_client's own parser; 0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
 
+    name, _, labels = series.partition("{")
+    want = dict(kv.split("=", 1) for kv in labels.rstrip("}").split(",")) if labels else {}
+    want = {k: v.strip('"') for k, v in want.items()}
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and want.items() <= s.labels.items())

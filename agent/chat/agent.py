@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.chat.graph import build_chat_graph
 from agent.chat.router import ToolRouter
+from agent.chat.tool_exec import ToolExecutor
 from agent.seams import IncidentMemory, Judge
 from agent.settings import Settings
 
@@ -106,10 +107,13 @@ class ChatAgent:
         self.max_steps = max_steps
         self.callbacks = list(callbacks)
         self.max_conversations = max_conversations
+        self.system_prompt = system_prompt
+        self.context_tokens = context_tokens
+        self.executor = ToolExecutor(self.tools, context_tokens=context_tokens)
         self.graph = build_chat_graph(
             model, self.tools, system_prompt=system_prompt, supports_tools=supports_tools,
             planner=router.plan if router is not None else None, max_steps=max_steps,
-            context_tokens=context_tokens, model_writes=model_writes,
+            context_tokens=context_tokens, model_writes=model_writes, executor=self.executor,
         )
         self._history: OrderedDict[str, list[BaseMessage]] = OrderedDict()
         self._history_lock = threading.Lock()
@@ -254,6 +258,11 @@ class ChatAgent:
             self._history.move_to_end(cid)
             while len(self._history) > self.max_conversations:
                 self._history.popitem(last=False)
+
+    @property
+    def refused_tool_calls(self) -> int:
+        """Model calls of tools with side effects that were refused (see ``agent.chat.tool_exec``)."""
+        return self.executor.refused
 
     @property
     def conversations(self) -> int:

@@ -212,6 +212,7 @@ def build_chat_graph(
     tool_share: float = 0.5,
     checkpointer: Any = None,
     model_writes: bool = True,
+    executor: ToolExecutor | None = None,
 ) -> Any:
     """Compile the chat graph.
 
@@ -236,8 +237,10 @@ def build_chat_graph(
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     if not supports_tools and planner is None:
         raise ValueError("a planner is required when the model does not call tools")
-    executor = ToolExecutor(tools, context_tokens=context_tokens, tool_share=tool_share)
-    bound = model.bind_tools(list(tools)) if supports_tools and tools else model
+    executor = executor or ToolExecutor(tools, context_tokens=context_tokens, tool_share=tool_share)
+    # tool_choice="auto" said explicitly, as the capability probe sends it: some OpenAI-compatible servers
+    # (llama.cpp's) treat a request without it as "none" and never call a tool.
+    bound = model.bind_tools(list(tools), tool_choice="auto") if supports_tools and tools else model
     system = SystemMessage(system_prompt)
 
     def start_turn(state: ChatState) -> dict[str, Any]:

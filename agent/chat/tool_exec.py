@@ -4,6 +4,11 @@ Every tool result that reaches the model is a JSON object with ``status`` (``ok`
 evidence id (``E1``, ``E2``, ...) that the answer cites, and the tool's data cut down to the budget. Errors that the
 model caused (an unknown tool, arguments that do not validate, a tool refusing its input) go back to the model as
 ``error`` results with a message saying how to fix the call; they never raise.
+
+Tools that change something outside the conversation (``tool.metadata["side_effects"]`` is true: restart, silence,
+scale, ...) are never run from a model's tool call: the call is refused (an ``error`` result with ``refused``) and
+counted, because the model's plan may come from text in the logs (prompt injection), not from the person asking. Such
+a tool runs only through :meth:`ToolExecutor.run_confirmed`, which the caller uses after a person confirmed it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ class Evidence(BaseModel):
     summary: str = ""
     truncated: bool = False
     elapsed_ms: float = 0.0
+    refused: bool = False  # a tool with side effects that a model's call cannot run
+
+
+def has_side_effects(tool: BaseTool) -> bool:
+    """Whether ``tool`` changes something outside the conversation (``metadata={"side_effects": True}``)."""
+    return bool((tool.metadata or {}).get("side_effects"))
 
 
 def tool_budget_tokens(context_tokens: int, n_calls: int = 1, share: float = 0.5) -> int:
@@ -175,13 +186,20 @@ class ToolExecutor:
         self.tools = {t.name: t for t in tools}
         self.context_tokens = context_tokens
         self.tool_share = tool_share
+        self.refused = 0  # model calls of tools with side effects that were not run
 
-    def run(self, calls: Sequence[dict[str, Any]], first_evidence_no: int) -> tuple[list[ToolMessage], list[Evidence]]:
+    def run_confirmed(self, call: dict[str, Any], first_evidence_no: int) -> tuple[list[ToolMessage], list[Evidence]]:
+        """Run one call of a tool with side effects that a person confirmed (the only way such a tool runs)."""
+        return self.run([call], first_evidence_no, confirmed=True)
+
+    def run(self, calls: Sequence[dict[str, Any]], first_evidence_no: int, *, confirmed: bool = False
+            ) -> tuple[list[ToolMessage], list[Evidence]]:
         """Execute ``calls`` (LangChain tool-call dicts: name, args, id) in order.
 
         Args:
             calls: the tool calls of one model turn.
             first_evidence_no: number of the first evidence id to assign (E<n>).
+            confirmed: a person confirmed these calls (only then do tools with side effects run).
 
         Returns:
             One ``ToolMessage`` per call (same order, ``tool_call_id`` matching) and the evidence records.
@@ -194,7 +212,7 @@ class ToolExecutor:
             name = str(call.get("name", ""))
             args = call.get("args") or {}
             started = time.perf_counter()
-            payload = self._invoke(name, args)
+            payload = self._invoke(name, args, confirmed)
             elapsed = (time.perf_counter() - started) * 1000
             payload = {"evidence_id": ev_id, "tool": name, **payload}
             text, truncated = fit_to_budget(payload, budget)
@@ -215,15 +233,22 @@ class ToolExecutor:
             )
             evidence.append(
                 Evidence(id=ev_id, tool=name, args=dict(args) if isinstance(args, dict) else {}, status=status,
-                         summary=summary, truncated=truncated, elapsed_ms=round(elapsed, 1))
+                         summary=summary, truncated=truncated, elapsed_ms=round(elapsed, 1),
+                         refused=bool(payload.get("refused")))
             )
         return messages, evidence
 
-    def _invoke(self, name: str, args: Any) -> dict[str, Any]:
+    def _invoke(self, name: str, args: Any, confirmed: bool = False) -> dict[str, Any]:
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "(none)"
             return {"status": "error", "message": f"There is no tool named {name!r}. Use one of: {known}."}
+        if has_side_effects(tool) and not confirmed:
+            self.refused += 1
+            logger.warning("refused a model call of %s (side effects need a person's confirmation): %s", name, args)
+            return {"status": "error", "refused": True,
+                    "message": f"{name} changes the system and runs only when a person confirms it. Do not call it; "
+                               f"answer the question, and say which action you would suggest."}
         if not isinstance(args, dict):
             return {"status": "error",
                     "message": f"Arguments for {name} must be a JSON object, got {type(args).__name__}. "

@@ -162,6 +162,9 @@ def openai_chat_model(settings: Any, *, max_tokens: int | None = None, max_retri
         max_tokens=n,
         extra_body={"max_tokens": n},
         metadata=metadata or {},
+        # A step that offers tools is not streamed (its output is a tool call, not text to show): llama.cpp's
+        # server sends tool calls in a stream that yields no generation. Answers (no tools offered) still stream.
+        disable_streaming="tool_calling",
     )
 
 

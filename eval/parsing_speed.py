@@ -157,13 +157,8 @@ def generate_stream(data: Path, n_lines: int, out_dir: Path, seed: int = 0
 
 def drain3_masking() -> list[MaskingInstruction]:
     """Anomalist's masking expressed as drain3 masking instructions (same output, applied in order)."""
-    return [
-        MaskingInstruction(masking.VARIABLE_REGEX.pattern, "*"),
-        MaskingInstruction(masking._GLUED.pattern, "*"),
-        MaskingInstruction(masking._DOTTED.pattern, "*"),
-        MaskingInstruction(masking._ADJACENT.pattern, "*"),
-        MaskingInstruction(masking._HOSTPORT.pattern, "*"),
-    ]
+    return [MaskingInstruction(masking.VARIABLE_REGEX.pattern, "*")] + [
+        MaskingInstruction(p.pattern, "*") for p in masking.DEFAULT_RULES.patterns()]
 
 
 def _clock() -> tuple[float, float]:

@@ -112,3 +112,59 @@ def test_eval_parsing_speed_small(datasets: Path) -> None:
     assert out["lines"] == 3000
     assert 0.5 < out["anomalist"]["ga"] <= 1.0 and 0.0 < out["drain3"]["ga"] <= 1.0
     assert out["anomalist"]["peak_rss_mb"] > 0 and out["ratio"] > 0
+
+
+# ---- the tuning protocol: leave one system out ---------------------------------------------------------------------
+def _scores(table: dict[str, dict[str, tuple[float, float]]]) -> dict[str, dict[str, dict[str, float]]]:
+    return {c: {s: {"GA": ga, "PA": pa, "FGA": ga, "FTA": pa} for s, (ga, pa) in per.items()}
+            for c, per in table.items()}
+
+
+def test_cross_validate_selects_without_the_held_out_system() -> None:
+    from eval.parsing import cross_validate
+
+    # "fit" is best on s1 alone, "general" on s2 and s3: s1's fold must choose "general" (the other two prefer it)
+    # and score s1 with it, although "fit" would be better there
+    scores = _scores({
+        "general": {"s1": (0.2, 0.2), "s2": (0.9, 0.9), "s3": (0.9, 0.9)},
+        "fit": {"s1": (1.0, 1.0), "s2": (0.5, 0.5), "s3": (0.6, 0.6)},
+    })
+    cv = cross_validate(scores)
+    assert {n: s["config"] for n, s in cv["systems"].items()} == {"s1": "general", "s2": "fit", "s3": "fit"}
+    # s2's fold: fit (1.0+0.6)/2 = 0.8 > general (0.2+0.9)/2 = 0.55; s3's fold alike
+    assert [cv["systems"][n]["GA"] for n in ("s1", "s2", "s3")] == [0.2, 0.5, 0.6]
+    assert cv["mean"]["GA"] == pytest.approx(round((0.2 + 0.5 + 0.6) / 3, 4))
+    assert cv["min_GA"] == 0.2
+    assert cv["chosen_all_in"] == "fit"  # on all three: fit 0.7 > general 0.667
+
+def test_select_config_breaks_near_ties_on_pa() -> None:
+    from eval.parsing import GA_TIE, select_config
+
+    scores = _scores({
+        "a": {"s1": (0.95, 0.5), "s2": (0.95, 0.5)},
+        "b": {"s1": (0.95 - GA_TIE / 2, 0.9), "s2": (0.95 - GA_TIE / 2, 0.9)},
+        "c": {"s1": (0.90, 1.0), "s2": (0.90, 1.0)},
+    })
+    assert select_config(scores, ["s1", "s2"]) == "b"  # within the tie of the best GA, better PA; c is too far
+    with pytest.raises(ValueError, match="at least one"):
+        select_config(scores, [])
+
+
+def test_eval_parsing_cv_json(loghub_slice: Path) -> None:
+    from eval.parsing import CONFIGS
+
+    res = CliRunner().invoke(app, ["eval", "parsing", "--data", str(loghub_slice), "--cv", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert set(out) >= {"systems", "mean", "cv", "all_in", "configs", "by_config"}
+    assert set(out["cv"]["systems"]) == {"HDFS", "Apache"}
+    names = [c["name"] for c in out["configs"]]
+    assert names[0] == "default" and len(names) == len(CONFIGS) == len(set(names))
+    for s in out["cv"]["systems"].values():
+        assert set(s) >= {"GA", "PA", "config"} and s["config"] in names
+    assert set(out["cv"]["mean"]) == {"GA", "PA", "FGA", "FTA"}
+    assert out["cv"]["min_GA"] == min(s["GA"] for s in out["cv"]["systems"].values())
+    assert out["all_in"]["mean"] == out["mean"] and out["all_in"]["config"] == "default"
+    # the held-out score is the chosen configuration's score on that system
+    for name, s in out["cv"]["systems"].items():
+        assert s["GA"] == out["by_config"][s["config"]]["GA"][name]

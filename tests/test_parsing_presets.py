@@ -214,3 +214,28 @@ def test_python_logging_default_lines_parse_without_a_format(tmp_path: Path) -> 
     assert list(ev["level"]) == ["WARN", "ERROR", "DEBUG"]  # levels are normalised
     assert list(ev["component"]) == ["root", "checkout.db", "urllib3.connectionpool"]
     assert parsed.stats.unparsed == 0
+
+
+# one real-looking line per leading-timestamp form the generic fallback must take without --format (level optional)
+FALLBACK_LINES = [
+    ("2024-03-05T14:22:01Z INFO worker started job 17", "INFO"),  # ISO 8601
+    ("2024-03-05T14:22:01.123456+01:00 WARN cache miss for key 42", "WARN"),  # RFC 3339
+    ("Mar  5 14:22:01 web01 nginx: upstream timed out (110: Connection timed out)", None),  # syslog
+    ("2024-03-05 14:22:01,123 ERROR [main] com.acme.Db - connection refused", "ERROR"),  # YYYY-MM-DD HH:MM:SS,fff
+    ("2024-03-05 14:22:01.123 DEBUG polling queue orders", "DEBUG"),  # YYYY-MM-DD HH:MM:SS.fff
+    ("2024-03-05 14:22:01 backup finished in 31 s", None),  # no level
+    ("1709648521 INFO request served in 12 ms", "INFO"),  # epoch seconds
+    ("1709648521123 ERROR disk full on /dev/sda1", "ERROR"),  # epoch milliseconds
+]
+
+
+@pytest.mark.parametrize(("line", "level"), FALLBACK_LINES)
+def test_leading_timestamp_lines_parse_without_a_format(tmp_path: Path, line: str, level: str | None) -> None:
+    path = tmp_path / "app.log"
+    path.write_text(line + "\n" + line + "\n", encoding="utf-8")
+    parsed = parse_logs(path)
+    assert parsed.format_detected and parsed.format in ("timestamped", "syslog")
+    ev = parsed.events
+    assert parsed.stats.unparsed == 0 and ev["timestamp"].notna().all()
+    assert str(ev["timestamp"][0]).startswith(("2024-03-05", f"{ev['timestamp'][0].year}-03-05"))
+    assert (ev["level"][0] if isinstance(ev["level"][0], str) else None) == level

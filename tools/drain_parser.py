@@ -10,6 +10,10 @@ What it adds to plain drain3, all by general rules:
 - A bounded cache from masked content to cluster: a message whose masked form was seen before skips Drain.
 - Clusters whose canonical templates become identical are merged (the younger one becomes an alias), so
   over-split templates share one template id.
+- Variable-length variables: Drain keeps messages of different token counts apart, so a list of values
+  (``delete blk_1 blk_2 blk_3``) or an optional parenthesised value (``120 bytes sent`` / ``120 bytes (3 KB) sent``)
+  opens a cluster per length. Clusters whose templates agree once every run of variables counts as one and
+  parenthesised variables are left out (:func:`varlen_key`) are merged the same way.
 - State is saved as plain JSON (never jsonpickle) and the Drain tree is rebuilt from it on load.
 """
 
@@ -32,6 +36,7 @@ from tools.masking import (
     WILDCARD,
     ZERO_DIGIT_BYTES,
     ZERO_DIGITS,
+    CanonicalRules,
     Masker,
     apply_spans,
     canonical,
@@ -63,6 +68,23 @@ STATE_VERSION = 1
 
 _PUNCT = "()[]{}<>;:,.!?'\"="
 
+# a run of variables separated by spaces (and a comma or semicolon): one variable of variable length
+_VAR_RUN = re.compile(r"(?<!\S)(?:<\*>[,;]? +)+<\*>")
+# a parenthesised or bracketed variable standing alone: an optional detail ("(3 KB)", "[<*>]")
+_OPT_VAR = re.compile(r" [(\[]<\*>[)\]](?=[\s,;:.]|$)")
+# a quantity written with its unit after a space ("120 bytes", "3 sec"): one variable whichever way it is written
+_UNIT = re.compile(r"(?<!\S)<\*> (?:[KMGTP]i?B|B|bytes?|[mun]s|s|secs?|seconds?|mins?|minutes?|hours?|days?)"
+                   r"(?=[\s,;:.)\]]|$)")
+
+
+def varlen_key(template: str) -> str:
+    """A template with its variable-length parts normalised: each run of variables is one ``<*>`` and
+    parenthesised variables are dropped and a quantity's unit is part of it; two templates with one key are one event
+    whose variables vary in length ("<*> bytes sent", "<*> bytes (<*>) sent", "<*> sent")."""
+    if WILDCARD not in template:
+        return template
+    return _VAR_RUN.sub(WILDCARD, _UNIT.sub(WILDCARD, _OPT_VAR.sub("", template)))
+
 
 def _is_word(token: str) -> bool:
     """A word: letters once surrounding punctuation is stripped (``error``, ``(usable)``, ``failures;``), or
@@ -89,6 +111,17 @@ def _var_like(token: str) -> bool:
     return out
 
 
+_KEY = re.compile(r"[A-Za-z_][\w.]*(?==)")
+
+
+def _keys_differ(t1: str, t2: str) -> bool:
+    """Both tokens are ``key=value`` and their keys differ (``num=<#>,flags=<#>`` vs ``topActivity=<#>``)."""
+    if "=" not in t1 or "=" not in t2:
+        return False
+    m1, m2 = _KEY.match(t1), _KEY.match(t2)
+    return m1 is not None and m2 is not None and m1.group() != m2.group()
+
+
 class _MaskAwareDrain(Drain):
     """Drain whose similarity ignores positions masked in both the template and the message.
 
@@ -96,6 +129,8 @@ class _MaskAwareDrain(Drain):
     similarity threshold, not even against its own cluster. Here a position where both sides hold a masked
     variable is left out of the ratio; a position Drain generalised (``<*>``) still counts as not similar.
     """
+
+    key_events = True  # set per instance by LogParser
 
     def get_seq_distance(self, seq1, seq2, include_params):  # type: ignore[no-untyped-def]
         n = len(seq1)
@@ -119,6 +154,8 @@ class _MaskAwareDrain(Drain):
                     sim += 1
             elif _is_word(t1) and _is_word(t2):
                 return 0.0, params  # two different words: a different event (see LogParser, word variants)
+            elif self.key_events and _keys_differ(t1, t2):
+                return 0.0, params  # key=value with two different keys: keys are constant text, a different event
         if include_params:
             sim += params
         denom = n - both_masked
@@ -164,6 +201,11 @@ class LogParser:
         merge: Merge clusters whose canonical templates become identical.
         word_variants: Two messages that differ in a word (letters only) are different events, until more than
             this many words occur at that position of otherwise equal templates: then it is a variable.
+        hostport: Canonical form: ``<*>:<*>`` is one variable (see :class:`tools.masking.CanonicalRules`).
+        lists: Canonical form: ``<*>,<*>`` (a list without spaces) is one variable.
+        varlen: Merge clusters whose templates differ only in variable-length parts (see :func:`varlen_key`).
+        key_events: Two messages whose tokens at one position are ``key=value`` pairs with different keys are
+            different events (mask-aware similarity only).
     """
 
     def __init__(
@@ -176,6 +218,10 @@ class LogParser:
         mask_aware: bool = True,
         merge: bool = True,
         word_variants: int = 3,
+        hostport: bool = True,
+        lists: bool = True,
+        varlen: bool = True,
+        key_events: bool = True,
     ) -> None:
         self.depth = depth
         self.sim_th = sim_th
@@ -185,6 +231,10 @@ class LogParser:
         self.mask_aware = mask_aware
         self.merge = merge
         self.word_variants = word_variants
+        self.hostport = hostport
+        self.lists = lists
+        self.varlen = varlen
+        self.key_events = key_events
         self._miner: TemplateMiner | None = None
 
     # -- set-up -------------------------------------------------------------------------------------------
@@ -203,7 +253,9 @@ class LogParser:
                     max_clusters=old.max_clusters, extra_delimiters=old.extra_delimiters, profiler=old.profiler,
                     param_str=old.param_str, parametrize_numeric_tokens=old.parametrize_numeric_tokens,
                 )
-            self._masker = Masker()
+                self._miner.drain.key_events = self.key_events
+            self._rules = CanonicalRules(hostport=self.hostport, lists=self.lists)
+            self._masker = Masker(rules=self._rules)
             self._cache: dict[bytes, tuple[tuple[int, ...], dict[str, int]]] = {}
             self._param_spans: dict[tuple[bytes, str], Callable[[str], Any]] = {}
             self._hits = 0
@@ -211,6 +263,7 @@ class LogParser:
             self._id_to_cluster = self._miner.drain.id_to_cluster
             self._alias: dict[int, int] = {}
             self._text_to_id: dict[str, int] = {}
+            self._varlen_to_id: dict[str, int] = {}
             self._texts: dict[int, tuple[tuple[str, ...], str]] = {}
             self.counts: dict[int, int] = {}
         return self._miner
@@ -300,15 +353,22 @@ class LogParser:
             self._register_word_variants(cid)
         if self.merge and result["change_type"] != "none" and cid not in self._alias:
             text = self._cluster_text(cid)
-            target = self._text_to_id.get(text)
-            if target is not None and target != cid and target in miner.drain.id_to_cluster:
-                target = self._alias.get(target, target)
-                if target != cid:
-                    self._alias[cid] = target
-                    logger.debug("merged template %d into %d: %s", cid, target, text)
-            else:
-                self._text_to_id[text] = cid
+            if not self._merge_into(cid, self._text_to_id, text) and self.varlen:
+                self._merge_into(cid, self._varlen_to_id, varlen_key(text))
         return cid
+
+    def _merge_into(self, cid: int, index: dict[str, int], key: str) -> bool:
+        """Alias ``cid`` to the live cluster filed under ``key`` (True), or file ``cid`` there (False)."""
+        target = index.get(key)
+        if target is not None and target != cid and target in self.miner.drain.id_to_cluster:
+            target = self._alias.get(target, target)
+            if target != cid:
+                self._alias[cid] = target
+                logger.debug("merged template %d into %d: %s", cid, target, key)
+                return True
+            return False
+        index[key] = cid
+        return False
 
     def _prune(self, max_clusters: int) -> None:
         """Keep the side tables bounded when Drain evicts clusters (LRU): drop entries of evicted clusters."""
@@ -317,6 +377,7 @@ class LogParser:
         live = self.miner.drain.id_to_cluster
         self._texts = {k: v for k, v in self._texts.items() if k in live}
         self._text_to_id = {k: v for k, v in self._text_to_id.items() if v in live}
+        self._varlen_to_id = {k: v for k, v in self._varlen_to_id.items() if v in live}
         self._variants = {k: m for k, m in self._variants.items() if any(c in live for c in m.values())}
 
     def _register_word_variants(self, cid: int) -> None:
@@ -406,7 +467,7 @@ class LogParser:
         cached = self._texts.get(cid)
         if cached is not None and cached[0] is tokens:
             return cached[1]
-        text = canonical(" ".join(tokens).replace(DRAIN_MASK, WILDCARD))
+        text = canonical(" ".join(tokens).replace(DRAIN_MASK, WILDCARD), self._rules)
         self._texts[cid] = (tokens, text)
         return text
 
@@ -447,6 +508,8 @@ class LogParser:
                 "depth": self.depth, "sim_th": self.sim_th, "max_children": self.max_children,
                 "max_clusters": self.max_clusters, "cache_size": self.cache_size,
                 "mask_aware": self.mask_aware, "merge": self.merge, "word_variants": self.word_variants,
+                "hostport": self.hostport, "lists": self.lists, "varlen": self.varlen,
+                "key_events": self.key_events,
             },
             "clusters_counter": miner.drain.clusters_counter,
             "clusters": clusters,
@@ -483,7 +546,10 @@ class LogParser:
             parser.counts = {int(k): int(v) for k, v in data.get("counts", {}).items()}
             for cid in list(drain.id_to_cluster.keys()):
                 if cid not in parser._alias:
-                    parser._text_to_id.setdefault(parser._cluster_text(cid), cid)
+                    text = parser._cluster_text(cid)
+                    parser._text_to_id.setdefault(text, cid)
+                    if parser.varlen:
+                        parser._varlen_to_id.setdefault(varlen_key(text), cid)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"corrupt parser state: {exc}") from exc
         return parser

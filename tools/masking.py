@@ -3,14 +3,16 @@
 One compiled alternation finds the variable spans (numbers, IPs, hex, UUIDs, paths, URLs, booleans, ...) in a
 single pass. The result is then put in the canonical template form of Khan et al. (ICSE'22, "Guidelines for
 assessing the accuracy of log message template identification techniques"): a word glued to a variable is a
-variable (``blk_<*>`` -> ``<*>``), dot-separated and directly adjacent variables are one variable. The same rules
-are applied to the templates Drain produces, so templates read the way the Loghub-2.0 ground truth is written.
+variable (``blk_<*>`` -> ``<*>``), dot-separated and directly adjacent variables are one variable, and so (rules
+that can be switched, see :class:`CanonicalRules`) are comma-separated lists of variables and ``host:port``. The same
+rules are applied to the templates Drain produces, so templates read the way the Loghub ground truth is written.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 
 WILDCARD = "<*>"
 
@@ -56,20 +58,56 @@ _GLUED = re.compile(r"[^\s,!;:=|\"'\[\](){}.\-+@#$%&/]*<\*>[^\s,!;:=|\"'\[\](){}
 _DOTTED = re.compile(r"<\*>(?:\.<\*>)+")
 _ADJACENT = re.compile(r"(?:<\*>){2,}")
 _HOSTPORT = re.compile(r"<\*>:<\*>")
+# a comma-separated list of variables without spaces ("10.0.0.1,10.0.0.2", "[0,0][1080,1920]" inside a token)
+_LIST = re.compile(r"<\*>(?:,<\*>)+")
 
 
-def canonical(text: str) -> str:
+@dataclass(frozen=True)
+class CanonicalRules:
+    """The switchable rules of the canonical form (the fixed ones: glued pieces, ``<*>.<*>``, ``<*><*>``).
+
+    Attributes:
+        hostport: ``<*>:<*>`` is one variable (Loghub-2.0 style ``host:port``); False keeps the two, as the
+            Loghub-2k corrected ground truth does (``client <*>:<*>``).
+        lists: ``<*>,<*>,...`` (no spaces) is one variable: a field that holds a list of values keeps one template
+            however many values it holds.
+    """
+
+    hostport: bool = True
+    lists: bool = True
+
+    def patterns(self) -> list[re.Pattern[str]]:
+        """The rewrite patterns in the order :func:`canonical` applies them (each match becomes ``<*>``)."""
+        out = [_GLUED, _DOTTED, _ADJACENT]
+        if self.hostport:
+            out.append(_HOSTPORT)
+        if self.lists:
+            out.append(_LIST)
+        return out
+
+
+DEFAULT_RULES = CanonicalRules()
+
+
+def canonical(text: str, rules: CanonicalRules = DEFAULT_RULES) -> str:
     """Put a masked text or template in canonical form (idempotent).
 
     Rules: a piece glued to a variable without a delimiter is a variable (``blk_<*>``, ``<*>ms``);
-    ``<*>.<*>``, ``<*><*>`` and ``<*>:<*>`` (host:port) collapse to ``<*>``.
+    ``<*>.<*>`` and ``<*><*>`` collapse to ``<*>``, and so, where ``rules`` say, do ``<*>:<*>`` (host:port) and
+    ``<*>,<*>`` (a list).
     """
     if WILDCARD not in text:
         return text
     text = _GLUED.sub(WILDCARD, text)
     text = _DOTTED.sub(WILDCARD, text)
     text = _ADJACENT.sub(WILDCARD, text)
-    return _HOSTPORT.sub(WILDCARD, text) if "<*>:<*>" in text else text
+    if rules.hostport and "<*>:<*>" in text:
+        text = _HOSTPORT.sub(WILDCARD, text)
+    if rules.lists and "<*>,<*>" in text:
+        text = _LIST.sub(WILDCARD, text)
+        if rules.hostport and "<*>:<*>" in text:  # "h:p,h:p" -> "<*>" needs both, in either order
+            text = _LIST.sub(WILDCARD, _HOSTPORT.sub(WILDCARD, text))
+    return text
 
 
 # Digits -> "0": the masking patterns treat every digit alike, so the variable spans of a message are a function of
@@ -107,10 +145,12 @@ class Masker:
 
     Args:
         cache_size: Entries kept in the raw-masked -> canonical cache (cleared by halves when full).
+        rules: The switchable canonical-form rules.
     """
 
-    def __init__(self, cache_size: int = 100_000) -> None:
+    def __init__(self, cache_size: int = 100_000, rules: CanonicalRules = DEFAULT_RULES) -> None:
         self.cache_size = cache_size
+        self.rules = rules
         self._cache: OrderedDict[str, str] = OrderedDict()
 
     def mask(self, content: str) -> str:
@@ -122,7 +162,7 @@ class Masker:
         hit = self._cache.get(raw)
         if hit is not None:
             return hit
-        out = canonical(raw)
+        out = canonical(raw, self.rules)
         if len(self._cache) >= self.cache_size:
             for _ in range(self.cache_size // 2):
                 self._cache.popitem(last=False)

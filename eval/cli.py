@@ -46,15 +46,16 @@ def parsing(
     data: Path = typer.Option(..., "--data", help="Loghub-2k layout: <System>/<System>_2k.log(+_structured.csv), corrected/."),
     systems: str = typer.Option(None, "--systems", help="Comma-separated systems; default every system present."),
     ground_truth: str = typer.Option("corrected", "--ground-truth", help="corrected | original"),
+    cv: bool = typer.Option(False, "--cv", help="Also leave-one-system-out figures over the parser configurations."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Parsing accuracy (GA, PA, FGA, FTA) and speed per system and as the mean."""
+    """Parsing accuracy (GA, PA, FGA, FTA) and speed per system and as the mean; --cv: the tuning protocol."""
     _check_dir(data)
     if ground_truth not in ("corrected", "original"):
         raise typer.BadParameter("must be 'corrected' or 'original'", param_hint="--ground-truth")
     from eval import parsing as suite
 
-    _emit(suite.run(data, systems=_split(systems), ground_truth=ground_truth), as_json, suite.render)
+    _emit(suite.run(data, systems=_split(systems), ground_truth=ground_truth, cv=cv), as_json, suite.render)
 
 
 @app.command("parsing-speed")
@@ -102,23 +103,40 @@ def logs(
     _emit(suite.run(data, fmt=fmt, detectors=_split(detectors)), as_json, suite.render)
 
 
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"  # ../shared/datasets beside the checkout
+
+
 @app.command("llm")
 def llm(
-    data: Path = typer.Option(..., "--data", help="Loghub-2k layout."),
-    system: str = typer.Option("BGL", "--system", help="System whose templates are judged."),
+    sets: str = typer.Option("all", "--set", help="bgl | nezha | all (both side by side; all = the sets whose data is present)."),
+    data: Path = typer.Option(_SHARED / "loghub_2k", "--data", help="Loghub-2k layout (set bgl)."),
+    system: str = typer.Option("BGL", "--system", help="Loghub system of set bgl (any with a Label column)."),
+    nezha: Path = typer.Option(_SHARED / "nezha_trainticket", "--nezha", help="Nezha export: *fault_list.json, log/, normal/ (set nezha)."),
     backend: str = typer.Option("local", "--backend", help="local | openai"),
     base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (backend openai)."),
     model: str = typer.Option(None, "--model", help="Model name (backend openai) or local model path."),
-    limit: int = typer.Option(None, "--limit", min=1, help="Judge only the first N templates (quick checks)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Judge at most N templates per set, both labels in proportion (quick checks)."),
+    as_json: bool = typer.Option(False, "--json", help='Print one JSON object: {"sets": {name: result}}.'),
 ) -> None:
-    """Zero-shot judgment of a system's templates: LLM, semantic prior, combined, and two baselines."""
-    _check_dir(data)
+    """Zero-shot judgment of labelled templates (BGL alert tags; Nezha fault injection): LLM, semantic prior,
+    combined, and two baselines, per set."""
+    if sets not in ("bgl", "nezha", "all"):
+        raise typer.BadParameter("must be 'bgl', 'nezha' or 'all'", param_hint="--set")
     if backend not in ("local", "openai"):
         raise typer.BadParameter("must be 'local' or 'openai'", param_hint="--backend")
+    folders = {"bgl": (data, "--data"), "nezha": (nezha, "--nezha")}
+    if sets == "all":
+        chosen = [name for name, (folder, _) in folders.items() if folder.is_dir()]
+        if not chosen:
+            raise typer.BadParameter(f"neither {data} nor {nezha} is a directory", param_hint="--data/--nezha")
+    else:
+        chosen = [sets]
+        folder, hint = folders[sets]
+        if not folder.is_dir():
+            raise typer.BadParameter(f"not a directory: {folder}", param_hint=hint)
     from eval import llm as suite
 
-    result = suite.run(data, system=system, backend=backend, base_url=base_url, model=model, limit=limit)
+    result = suite.run_sets(chosen, data=data, system=system, nezha=nezha, backend=backend, base_url=base_url, model=model, limit=limit)  # type: ignore[arg-type]
     _emit(result, as_json, suite.render)
 
 

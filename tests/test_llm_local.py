@@ -210,10 +210,9 @@ def test_eval_llm_suite_shape(datasets: Path) -> None:
 
 VERDICT_LINES = Path(__file__).parent / "data" / "verdict_lines.jsonl"
 # Lines the embedded defaults get wrong today (measured; see the closing note of issue 15). Strict: a fix that makes
-# one right fails here until it moves out of this set, so the list stays the truth.
+# one right fails here until it moves out of this set, so the list stays the truth. The prior and prompt written
+# from generic failure classes (issue 15, item 3) got the ZooKeeper and Apache jk2_init lines right.
 KNOWN_WRONG = {
-    "Exception causing close of session 0x0 due to java.io.IOException: ZooKeeperServer not running",
-    "jk2_init() Found child 6725 in scoreboard slot 10",
     "Accepted password for fztu from 119.137.62.142 port 49116 ssh2",
 }
 

@@ -182,7 +182,8 @@ def test_semantic_prior_orders_failure_above_routine() -> None:
     prior = SemanticPrior()
     failure = ["kernel panic - not syncing: fatal exception", "Connection reset by peer while reading from upstream",
                "mount of /data failed: input/output error"]
-    routine = ["user bob logged in", "GC pause 12ms", "ECC error detected and corrected on DIMM 2"]
+    # No "corrected error" here: calling a corrected error routine is one data set's convention (BGL's), not general.
+    routine = ["user bob logged in", "GC pause 12ms", "served GET /index.html in 3 ms"]
     s = prior.score(failure + routine)
     assert s.shape == (6,) and np.all((s >= 0) & (s <= 1))
     assert s[:3].min() > 0.5 and s[:3].mean() > s[3:].mean() + 0.3
@@ -276,3 +277,18 @@ def test_report_verdicts_keep_who_cited_and_what_was_rejected() -> None:
 
     e = _explanation(Explanation(text="x", evidence_ids=["Q1"]), {"F1"}, None)
     assert e is None  # a claim that cites nothing it was given stays out of the report
+
+
+def test_sample_cover_check_is_linear_and_exact() -> None:
+    """A long line against a template with many wildcards: the regex it replaced backtracked for minutes."""
+    import time
+
+    from agent.llm.inputs import _covers
+
+    template = "TraceID: <*> SpanID: <*> " + " ".join(f"[k{i}: <*>]" for i in range(14)) + " done"
+    line = "TraceID: 1 SpanID: 2 " + "x" * 20_000
+    t0 = time.perf_counter()
+    assert not _covers(template, line)
+    assert time.perf_counter() - t0 < 0.5
+    assert _covers("a <*> b <*> c", "a 1 b 2 c") and _covers("a <*>", "a ") and not _covers("a <*> b", "a b")
+    assert _covers("ab<*>ba", "aba") is False and _covers("<*>", "") and _covers("x", "x") and not _covers("x", "y")

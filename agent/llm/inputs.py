@@ -69,10 +69,26 @@ def as_metric_input(obj: Any) -> MetricFindingInput:
 _FILLER = re.compile(r"([.\-_=*#~])\1{3,}")
 
 
-def _template_regex(template: str) -> re.Pattern[str]:
-    """A regex that matches the lines of a template (``<*>`` = any text)."""
-    parts = re.split(r"<\*>", template)
-    return re.compile(".*?".join(re.escape(p) for p in parts), re.DOTALL)
+def _covers(template: str, text: str) -> bool:
+    """Whether ``text`` is a line of ``template`` (``<*>`` = any text, possibly empty), in linear time.
+
+    A regex with one lazy ``.*?`` per wildcard backtracks exponentially on a long line that does not match (a real
+    Java template with a dozen ``<*>`` took minutes); matching the literal parts left to right, each at its first
+    occurrence, decides the same question.
+    """
+    parts = template.split("<*>")
+    if len(parts) == 1:
+        return text == template
+    head, *middle, tail = parts
+    if not text.startswith(head) or len(text) < len(head) + len(tail) or not text.endswith(tail):
+        return False
+    pos, stop = len(head), len(text) - len(tail)
+    for part in middle:
+        at = text.find(part, pos, stop)
+        if at < 0:
+            return False
+        pos = at + len(part)
+    return True
 
 
 def _shape(change: float | None) -> str | None:
@@ -139,8 +155,8 @@ class PromptBuilder:
                 r["template"], r["params"] = txt, ""
         samples = [{"id": s.id, "text": self.clean(s.text, mapping, flags)} for s in f.samples]
         if compact:  # small models: a sample that only fills in its template's parameters adds nothing
-            patterns = [_template_regex(str(r["template"])) for r in rows]
-            samples = [x for x in samples if not any(p.fullmatch(x["text"]) for p in patterns)]
+            covering = [str(r["template"]) for r in rows]
+            samples = [x for x in samples if not any(_covers(t, x["text"]) for t in covering)]
         kept = prompts.fit([s["text"] for s in samples], min(b["samples"], 3 * (cap or 10**6)), self.count,
                            max_item=min(cap or 10**6, max(32, b["samples"] // 3)))
         samples = [{"id": s["id"], "text": t} for s, t in zip(samples, kept, strict=False)]

@@ -91,7 +91,9 @@ class Scores(_Model):
     severity: float = Field(ge=0.0, le=1.0, description="From log levels and metric magnitudes")
     novelty: float = Field(ge=0.0, le=1.0, description="Share of new templates and unseen behaviour")
     llm: float | None = Field(None, ge=0.0, le=1.0, description="LLM (or prior) anomaly confidence, when judged")
-    total: float = Field(ge=0.0, description="Rank score (higher ranks first)")
+    total: float = Field(ge=0.0, description="Rank score (higher ranks first, within the same focus)")
+    focus: float = Field(0.0, ge=0.0, le=1.0, description="1 = part of the incident at hand: it holds the top "
+                         "root-cause candidate or the alert's start (such findings rank first)")
 
 
 class Finding(_Model):

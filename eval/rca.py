@@ -12,6 +12,10 @@ candidates against the label:
 - onset error: minutes between the first candidate's onset and ``inject_time`` (and the same for the candidate
   that names the injected service, when there is one).
 - seconds per case (the whole triage, embedded LLM included).
+- finding@1: the share of cases whose first finding (the report's ranked anomalies, not the root-cause list) is
+  the injected fault: its span overlaps ``[inject_time, +5 min)`` and it names the injected service; once as the
+  report ranks them (the incident at hand first, ``agent.triage.rank.incident_focus``) and once by the findings'
+  totals alone (the triage weights), so both are checked on real faults, not only on the demo.
 
 Two plain baselines are scored in the same run, on the same inputs: the service with the most *new* error-level
 log lines (events absent from the baseline), and the pod with the largest metric z-shift (|mean in the batch -
@@ -81,6 +85,7 @@ def run(data: Path, *, cases: list[str] | None = None, limit: int | None = None,
         secs = time.perf_counter() - t
         ctx = diag.get("rca")
         row = _score_case(case, [(c.service, c.kind, pd.Timestamp(c.onset)) for c in report.root_causes], secs)
+        row.update(_finding_checks(case, report.findings))
         row["notes"] = w.notes
         row["log_records"], row["spans"], row["metric_files"] = w.log_records, w.spans, w.metric_files
         row["degraded"] = [f"{d.component}:{d.name}" for d in report.degraded]
@@ -154,10 +159,29 @@ def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["onset_error_min_p90"] = round(float(np.quantile(on, 0.9)), 2) if on else None
     ont = [r["onset_error_min_true_service"] for r in rows if r["onset_error_min_true_service"] is not None]
     out["onset_error_min_p50_true_service"] = round(float(np.median(ont)), 2) if ont else None
+    if rows and "top_finding_is_fault" in rows[0]:
+        out["finding@1"] = round(float(np.mean([r["top_finding_is_fault"] for r in rows])), 4)
+        out["finding@1_by_total"] = round(float(np.mean([r["top_finding_is_fault_by_total"] for r in rows])), 4)
+        out["fault_in_findings"] = round(float(np.mean([r["fault_in_findings"] for r in rows])), 4)
     secs = [r["seconds"] for r in rows]
     out["seconds_per_case"] = round(float(np.mean(secs)), 2) if secs else None
     out["seconds_per_case_max"] = round(float(np.max(secs)), 2) if secs else None
     return out
+
+
+def _finding_checks(case: Case, findings: list[Any]) -> dict[str, Any]:
+    """Whether the report's first finding is the injected fault: its span overlaps [inject_time, +5 min) and it
+    names the injected service. Once as ranked (focus first, see ``agent.triage.rank``), once by totals alone."""
+    lo, hi = case.inject_time, case.inject_time + pd.Timedelta(minutes=5)
+
+    def is_fault(f: Any) -> bool:
+        return bool(pd.Timestamp(f.start) < hi and pd.Timestamp(f.end) > lo and case.service in f.services)
+
+    by_total = sorted(findings, key=lambda f: -f.scores.total)
+    return {"findings": len(findings),
+            "top_finding_is_fault": bool(findings) and is_fault(findings[0]),
+            "top_finding_is_fault_by_total": bool(by_total) and is_fault(by_total[0]),
+            "fault_in_findings": any(is_fault(f) for f in findings)}
 
 
 # ---- plain baselines (same inputs as the triage's root-cause stage) ---------------------------------------------

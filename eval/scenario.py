@@ -5,8 +5,11 @@ Everything is synthetic and produced by this file from a seed; ``examples/`` in 
 (a test regenerates it and compares byte for byte). Run ``python -m eval.scenario [OUT_DIR]``.
 
 Timeline (UTC, 2026-11-02, 4 hours from 11:30):
-- normal traffic with a daily-shape ramp and noise on every service;
-- 12:40 a benign deploy of ``inventory`` (restart templates, a three-minute latency blip): the decoy;
+- normal traffic with a daily-shape ramp and noise on every service, including a trickle of benign ERROR lines
+  (declined cards, rejected coupons, clients that hang up) all afternoon;
+- 12:05 decoy: a four-minute burst of payment-provider timeouts that recovers on its own;
+- 12:40 decoy: a noisy benign deploy of ``inventory`` (restart, failed readiness probes and refused connections
+  while it starts, a three-minute latency blip);
 - 13:20 the checkout database volume starts filling fast; 13:50 disk-usage warnings; 14:05 the disk is full:
   write errors in ``checkout.db``, failed orders, 503s seen by ``payments`` and the gateway, checkout latency
   and error rate up; 14:38 old WAL segments are removed and the service recovers.
@@ -31,6 +34,8 @@ FILL_AT = START + timedelta(minutes=110)  # 13:20
 WARN_AT = START + timedelta(minutes=140)  # 13:50
 FULL_AT = START + timedelta(minutes=155)  # 14:05
 CLEANUP_AT = START + timedelta(minutes=188)  # 14:38
+
+PROVIDER_BLIP_AT = START + timedelta(minutes=35)  # 12:05
 
 INCIDENT_START = FULL_AT - timedelta(minutes=15)
 INCIDENT_END = CLEANUP_AT + timedelta(minutes=2)
@@ -66,6 +71,7 @@ _NORMAL: dict[str, list[tuple[float, Template]]] = {
         (2.0, lambda c: ("INFO", "gateway.http", f"POST /api/v1/checkout 200 {c.ms(160, 40)}ms client={c.ip()}")),
         (0.6, lambda c: ("INFO", "gateway.health", f"upstream {c.rng.choice(SERVICES[1:])} healthy ({c.ms(5, 2)} ms)")),
         (0.08, lambda c: ("WARNING", "gateway.ratelimit", f"client {c.ip()} throttled: {c.rng.randint(101, 180)} requests in 10s")),
+        (0.05, lambda c: ("ERROR", "gateway.http", f"client {c.ip()} closed the connection before the response was sent")),
     ],
     "checkout": [
         (3.0, lambda c: ("INFO", "checkout.api", f"order {c.oid()} created for user {c.rng.randint(1000, 99999)} total={c.rng.randint(5, 400)}.{c.rng.randint(0, 99):02d} EUR")),
@@ -73,11 +79,13 @@ _NORMAL: dict[str, list[tuple[float, Template]]] = {
         (1.5, lambda c: ("INFO", "checkout.cart", f"cart {c.hexid(8)} updated with {c.rng.randint(1, 9)} items")),
         (0.15, lambda c: ("INFO", "checkout.db", f"checkpoint complete: wrote {c.rng.randint(200, 4000)} buffers ({c.rng.randint(1, 9)}.{c.rng.randint(0, 9)}%)")),
         (0.05, lambda c: ("WARNING", "checkout.api", f"slow request POST /orders took {c.ms(900, 150)} ms")),
+        (0.06, lambda c: ("ERROR", "checkout.api", f"order {c.oid()} rejected: coupon {c.hexid(6).upper()} is not valid")),
     ],
     "payments": [
         (3.0, lambda c: ("INFO", "payments.api", f"payment {c.hexid()} authorized amount={c.rng.randint(5, 400)}.{c.rng.randint(0, 99):02d} EUR provider={c.rng.choice(['stripe', 'adyen'])}")),
         (2.0, lambda c: ("INFO", "payments.client", f"call checkout /orders/{c.oid()} ok in {c.ms(30, 8)} ms")),
         (0.2, lambda c: ("INFO", "payments.worker", f"settled batch {c.rng.randint(1000, 9999)} with {c.rng.randint(20, 90)} payments")),
+        (0.12, lambda c: ("ERROR", "payments.api", f"payment {c.hexid()} declined by issuer: {c.rng.choice(['insufficient funds', 'card expired', 'do not honor'])}")),
     ],
     "inventory": [
         (3.0, lambda c: ("INFO", "inventory.api", f"reserved {c.rng.randint(1, 5)} units of sku {c.rng.randint(10000, 99999)} for order {c.oid()}")),
@@ -117,10 +125,23 @@ def _incident_lines(c: _Ctx, service: str, t: datetime) -> list[tuple[str, str, 
     elif service == "gateway" and FULL_AT <= t < CLEANUP_AT:
         for _ in range(r.randint(2, 4)):
             out.append(("WARNING", "gateway.http", f"POST /api/v1/checkout 503 {c.ms(5100, 60)}ms client={c.ip()}"))
-    elif service == "inventory" and DEPLOY_AT <= t < DEPLOY_AT + timedelta(minutes=1):
+    if service == "payments" and PROVIDER_BLIP_AT <= t < PROVIDER_BLIP_AT + timedelta(minutes=4):
+        for _ in range(r.randint(3, 7)):  # decoy: an external provider times out for four minutes, then recovers
+            out.append(("ERROR", "payments.api", f"payment {c.hexid()} authorization failed: provider adyen did not "
+                                                 f"answer within {c.ms(10000, 20)} ms"))
+    if service == "gateway" and PROVIDER_BLIP_AT <= t < PROVIDER_BLIP_AT + timedelta(minutes=4):
+        for _ in range(r.randint(1, 3)):
+            out.append(("WARNING", "gateway.http", f"POST /api/v1/pay 502 {c.ms(10100, 40)}ms client={c.ip()}"))
+    if service == "inventory" and DEPLOY_AT <= t < DEPLOY_AT + timedelta(minutes=1):
         out.append(("INFO", "inventory.main", "received SIGTERM, shutting down gracefully"))
         out.append(("INFO", "inventory.main", "starting inventory-service version 2.4.1 (build 7f3a9c1)"))
+        for _ in range(r.randint(3, 5)):  # decoy: a noisy but benign start
+            out.append(("ERROR", "inventory.health", f"readiness probe failed: dial tcp {c.ip()}:5432: connect: connection refused"))
+        out.append(("WARNING", "inventory.cache", "cache is cold, serving reads from the database"))
         out.append(("INFO", "inventory.cache", f"warming cache: {r.randint(11000, 13000)} items loaded in {r.randint(2, 4)}.{r.randint(0, 9)} s"))
+    if service == "gateway" and DEPLOY_AT <= t < DEPLOY_AT + timedelta(minutes=2):
+        for _ in range(r.randint(2, 4)):
+            out.append(("ERROR", "gateway.proxy", f"upstream inventory: connection refused (attempt {r.randint(1, 3)} of 3)"))
     return out
 
 
@@ -175,10 +196,13 @@ def _metrics(rng: random.Random) -> list[str]:
         ramp = 0.0
         if WARN_AT <= t < FULL_AT:
             ramp = (t - WARN_AT).total_seconds() / (FULL_AT - WARN_AT).total_seconds()
-        lat = 180 * tr + rng.gauss(0, 12) + (1900 + rng.gauss(0, 250) if incident else 350 * ramp)
-        err = max(0.0, 0.002 + rng.gauss(0, 0.0008) + (0.22 + rng.gauss(0, 0.03) if incident else 0.01 * ramp))
-        rps = 40 * tr + rng.gauss(0, 2.5) - (14 if incident else 0)
-        pay = 120 * tr + rng.gauss(0, 9) + (650 + rng.gauss(0, 80) if incident else 0)
+        # Realistic sizes: p95 about 3-4x, a few percent errors, payments slowed by its calls to checkout.
+        lat = 180 * tr + rng.gauss(0, 25) + (480 + rng.gauss(0, 120) if incident else 120 * ramp)
+        err = max(0.0, 0.004 + rng.gauss(0, 0.0015) + (0.035 + rng.gauss(0, 0.01) if incident else 0.004 * ramp))
+        rps = 40 * tr + rng.gauss(0, 2.5) - (6 if incident else 0)
+        pay = 120 * tr + rng.gauss(0, 12) + (160 + rng.gauss(0, 45) if incident else 0)
+        if PROVIDER_BLIP_AT <= t < PROVIDER_BLIP_AT + timedelta(minutes=4):
+            pay += 900 + rng.gauss(0, 150)  # the decoy provider timeouts
         if t < FILL_AT:
             disk += 0.01 + rng.gauss(0, 0.003)
         elif t < FULL_AT:
@@ -187,9 +211,9 @@ def _metrics(rng: random.Random) -> list[str]:
             disk = 100.0
         else:
             disk = 55.0 + 0.01 * (t - CLEANUP_AT).total_seconds() / 60 + rng.gauss(0, 0.003)
-        cpu = 35 * tr + rng.gauss(0, 3) + (12 if incident else 0)
+        cpu = 35 * tr + rng.gauss(0, 3) + (5 if incident else 0)
         gw = 120 * tr + rng.gauss(0, 6)
-        inv = 90 + rng.gauss(0, 6) + (210 if DEPLOY_AT <= t < DEPLOY_AT + timedelta(minutes=3) else 0)
+        inv = 90 + rng.gauss(0, 6) + (420 + rng.gauss(0, 60) if DEPLOY_AT <= t < DEPLOY_AT + timedelta(minutes=3) else 0)
         vals = [lat, err, rps, pay, min(disk, 100.0), cpu, gw, inv]
         fmt = ["{:.1f}", "{:.4f}", "{:.1f}", "{:.1f}", "{:.2f}", "{:.1f}", "{:.1f}", "{:.1f}"]
         rows.append(f"{t:%Y-%m-%dT%H:%M:%SZ}," + ",".join(f.format(v) for f, v in zip(fmt, vals, strict=False)))
@@ -197,35 +221,36 @@ def _metrics(rng: random.Random) -> list[str]:
 
 
 _RUNBOOKS: dict[str, str] = {
-    "node/NodeFilesystemSpaceFillingUp.md": """---
-title: Node Filesystem Space Filling Up
+    # Written as a team's own runbook would be: named after the problem, not after an alert, in its own words.
+    "node/DatabaseVolumeOutOfSpace.md": """---
+title: Database volume out of space
 weight: 20
 ---
 
-# NodeFilesystemSpaceFillingUp
+# Database volume out of space
 
 ## Meaning
 
-A filesystem on a node is predicted to run out of space soon, from the trend of its available bytes.
-On database hosts this is usually the data or write-ahead-log volume.
+The disk that holds a database's data or its write-ahead log is close to full, or already full. On our
+PostgreSQL hosts the usual cause is WAL that is kept because archiving or a replica has fallen behind.
 
 ## Impact
 
-When the volume is full, writes fail: a database stops accepting transactions ("No space left on device"),
-requests that write time out, and callers see 5xx errors and rising latency.
+Once the volume is full the database refuses every write (ENOSPC). Anything that inserts or updates rows
+stalls until its timeout, so the services in front of it slow down and start returning server errors.
 
 ## Diagnosis
 
-- Check which mount point is filling: `df -h` on the instance named in the alert.
-- Find what grows: `du -xh --max-depth=2 /var/lib/postgresql | sort -h | tail`.
-- For PostgreSQL, check whether WAL segments pile up: a stuck replication slot or a failing `archive_command`
-  keeps old segments (`SELECT * FROM pg_replication_slots;`, archiver errors in the database log).
+- Which mount point is short of space: `df -h` on the database host.
+- What grows: `du -xh --max-depth=2 /var/lib/postgresql | sort -h | tail`.
+- Whether WAL piles up: a stuck replication slot or a failing `archive_command` keeps old segments
+  (`SELECT * FROM pg_replication_slots;`, archiver errors in the database log).
 
 ## Mitigation
 
-- Free space safely: fix the archiver or drop the stale replication slot so PostgreSQL removes old WAL itself;
+- Free space safely: fix the archiver or drop the stale replication slot so PostgreSQL recycles WAL itself;
   never delete files from `pg_wal` by hand.
-- If the volume cannot be freed quickly, grow it (resize the disk, then the filesystem).
+- If space cannot be freed quickly, grow the volume (resize the disk, then the filesystem).
 - Once writes succeed again, watch error rate and latency return to normal, then add headroom and an alert on
   WAL size.
 """,
@@ -329,17 +354,17 @@ Clients will refuse connections once it expires.
 }
 
 _INCIDENTS: list[dict[str, object]] = [
-    {
-        "id": "INC-2026-0814", "title": "Checkout database volume full: WAL piled up behind a failing archiver",
-        "summary": "Checkout orders failed for 41 minutes: the PostgreSQL data volume on db-1 filled up because "
-                   "archive_command had been failing since a credential rotation, so WAL segments were never "
-                   "removed. Writes failed with 'No space left on device'; payments saw 503s from checkout.",
+    {  # a postmortem in its authors' words: no log line, metric name or alert name of the demo is copied
+        "id": "INC-2026-0814", "title": "Orders down for 41 min: Postgres on db-1 ran out of disk (WAL never archived)",
+        "summary": "Customers could not place orders for 41 minutes. The primary Postgres host db-1 filled its disk: "
+                   "after a credential rotation the WAL archiver had been failing for days, so old WAL was never "
+                   "recycled. Every insert failed with ENOSPC, order placement hung until its timeout and the "
+                   "payment service got errors back from the order API.",
         "services": ["checkout", "payments"],
-        "symptoms": {"templates": ["could not write to file <*> No space left on device",
-                                   "order <*> failed: database write timeout after <*> ms"],
-                     "metrics": ["checkout_latency_p95_ms", "checkout_error_rate", "db_disk_used_pct"],
-                     "alerts": ["NodeFilesystemSpaceFillingUp"]},
-        "root_cause": "WAL archiving failed after a storage credential rotation; old WAL segments accumulated on the data volume.",
+        "symptoms": {"templates": ["postgres: ENOSPC while writing WAL", "order placement hangs, then times out"],
+                     "metrics": ["order API p95 latency", "db-1 disk usage"],
+                     "alerts": ["PostgresDiskUsageHigh"]},
+        "root_cause": "WAL archiving broke after a storage credential rotation; old WAL segments filled the data volume.",
         "resolution": "Fixed the archiver credentials, let PostgreSQL recycle WAL, grew the volume by 50%, added an alert on WAL size.",
         "severity": "critical", "started_at": "2026-08-14T02:12:00Z", "resolved_at": "2026-08-14T02:53:00Z",
         "links": [], "tags": ["database", "disk", "postgresql"], "source": "examples",
@@ -356,7 +381,7 @@ _INCIDENTS: list[dict[str, object]] = [
         "id": "INC-2026-0917", "title": "Inventory cache stampede after deploy",
         "summary": "A deploy of inventory flushed its cache; the cold cache sent every read to the database and "
                    "inventory latency reached 4 s for ten minutes.",
-        "services": ["inventory"], "symptoms": {"templates": ["cache hit ratio <*>"], "metrics": ["inventory_latency_p95_ms"]},
+        "services": ["inventory"], "symptoms": {"templates": ["inventory cache cold after restart"], "metrics": ["inventory p95 latency"]},
         "root_cause": "Cache warm-up was disabled in the new release.", "resolution": "Re-enabled warm-up before readiness.",
         "severity": "warning", "started_at": "2026-09-17T10:05:00Z", "resolved_at": "2026-09-17T10:20:00Z",
         "links": [], "tags": ["deploy", "cache"], "source": "examples",
@@ -372,8 +397,8 @@ _INCIDENTS: list[dict[str, object]] = [
     {
         "id": "INC-2026-1021", "title": "Checkout slow under a marketing traffic peak",
         "summary": "Checkout latency tripled during a campaign; the connection pool was exhausted while CPU was fine.",
-        "services": ["checkout"], "symptoms": {"templates": ["slow request POST <*> took <*> ms", "query ok in <*> ms (pool <*>/<*>)"],
-                                         "metrics": ["checkout_latency_p95_ms"], "alerts": ["CheckoutHighLatency"]},
+        "services": ["checkout"], "symptoms": {"templates": ["order API requests slow", "DB connection pool exhausted"],
+                                         "metrics": ["order API p95 latency"], "alerts": ["CheckoutHighLatency"]},
         "root_cause": "Connection pool too small for the peak.", "resolution": "Scaled checkout out and raised the pool size.",
         "severity": "warning", "started_at": "2026-10-21T19:00:00Z", "resolved_at": "2026-10-21T19:40:00Z",
         "links": [], "tags": ["capacity"], "source": "examples",
@@ -391,7 +416,6 @@ def _alert() -> dict[str, object]:
     annotations = {
         "description": "Filesystem on /dev/nvme1n1, mounted on /var/lib/postgresql, at db-1:9100 has only 3.12% "
                        "available space left and is filling up fast.",
-        "runbook_url": "https://runbooks.example.internal/runbooks/node/nodefilesystemspacefillingup",
         "summary": "Filesystem is predicted to run out of space within the next 4 hours.",
     }
     alert = {
@@ -404,7 +428,7 @@ def _alert() -> dict[str, object]:
     return {
         "receiver": "anomalist", "status": "firing", "alerts": [alert],
         "groupLabels": {"alertname": labels["alertname"]}, "commonLabels": common,
-        "commonAnnotations": {k: annotations[k] for k in ("runbook_url", "summary")},
+        "commonAnnotations": {"summary": annotations["summary"]},
         "externalURL": "http://alertmanager:9093", "version": "4",
         "groupKey": '{}:{alertname="NodeFilesystemSpaceFillingUp"}', "truncatedAlerts": 0,
     }

@@ -50,7 +50,7 @@ def assemble(
                 f.scores.total = round((1 - W_LLM) * f.scores.total + W_LLM * llm_score, 4)
                 f.severity = finding_severity(f.scores.strength, f.scores.severity, f.scores.total, v.anomalous)  # type: ignore[assignment]
             f.llm_explanation = judged.explanations.get(f.id)
-    findings.sort(key=lambda f: -f.scores.total)
+    findings.sort(key=lambda f: (-f.scores.focus, -f.scores.total))
     for i, f in enumerate(findings, 1):
         f.rank = i
     severity = max_severity([f.severity for f in findings])

@@ -41,7 +41,7 @@ from agent.triage.detect import run_log_detectors, run_metric_detector
 from agent.triage.enrich import Judged, Memory
 from agent.triage.evidence import Candidate, build_finding
 from agent.triage.inputs import LogData, fmt_td, load_logs
-from agent.triage.rank import group_hits, score_group
+from agent.triage.rank import group_hits, incident_focus, score_group
 from tools.errors import InputError
 from tools.metrics_io import MetricSet, load_metric_set
 from tools.redact import Redactor
@@ -202,14 +202,20 @@ def triage(
         cands = cands[: settings.triage.max_findings]
         redact = run.redact
         findings = [build_finding(f"F{i}", i, c, logdata, mdf, redact) for i, c in enumerate(cands, 1)]
-    top = findings[: settings.triage.top_k]
-
     rca_ctx = None
     causes: list[RootCause] = []
     graph: ServiceGraph | None = None
     if settings.rca.enabled:
         with run.stage("rca"):
             rca_ctx, causes, graph = _root_causes(run, logdata, mset, spans, baseline, findings, redact)
+    # The incident at hand first (the top root cause's findings, the alert's): memory and the LLM go to those.
+    focus = incident_focus(findings, causes[0] if causes else None, alert_ref, window)
+    for f in findings:
+        f.scores.focus = focus.get(f.id, 0.0)
+    findings.sort(key=lambda f: (-f.scores.focus, -f.scores.total))
+    for i, f in enumerate(findings, 1):
+        f.rank = i
+    top = findings[: settings.triage.top_k]
 
     with run.stage("retrieve"):
         memory = _retrieve(run, store_ready, top, alert_obj)

@@ -12,6 +12,10 @@ Scoring (each component in 0..1; documented here because the report shows them):
   shorter than 15 minutes (``span / 15min``); the max of both.
 - **novelty**: the share of the group's templates never seen before its span (first occurrence inside it).
 - **total** = 0.45 strength + 0.30 severity + 0.25 novelty; after the LLM judged a finding: 0.8 total + 0.2 llm.
+- **focus** (:func:`incident_focus`): a batch can hold several anomalous episodes (a provider blip, a noisy deploy,
+  the outage). Findings of the incident at hand rank first, whatever their totals: those that hold the current top
+  root-cause candidate (its service, overlapping its episode) or, given an alert, its start (and its ``service``
+  label, when it has one). The totals saturate for any clear error burst, so they cannot tell the episodes apart.
 """
 
 from __future__ import annotations
@@ -218,3 +222,34 @@ def service_of_channel(channel: str) -> str:
     return channel
 
 
+
+
+ALERT_LEAD = pd.Timedelta(minutes=30)
+"""How long before an alert fires its cause may start (alert rules wait ``for:`` minutes, and trends lead)."""
+
+
+def incident_focus(findings: Sequence[object], cause: object | None, alert: object | None,
+                   window: pd.Timedelta) -> dict[str, float]:
+    """Finding id -> 1.0 for the findings of the incident at hand (see the module docstring), else 0.0.
+
+    ``findings``: report findings (``id``, ``start``, ``end``, ``services``); ``cause``: the top root-cause candidate
+    (``service``, ``current``, ``related_findings``) or None; ``alert``: the report's alert (``starts_at``,
+    ``service``) or None; ``window``: the finding spans' resolution (slack on the alert's start).
+    """
+    out: dict[str, float] = {}
+    for f in findings:
+        fid, services = str(getattr(f, "id")), set(getattr(f, "services", []) or [])  # noqa: B009
+        hit = False
+        if cause is not None and getattr(cause, "current", True):
+            hit = fid in (getattr(cause, "related_findings", []) or []) and getattr(cause, "service", None) in services
+        starts = getattr(alert, "starts_at", None) if alert is not None else None
+        if not hit and starts is not None:
+            t = pd.Timestamp(starts)
+            t = t.tz_convert(None) if t.tzinfo is not None else t
+            # It started before the alert fired (within a window) and had not ended long before it.
+            within = (pd.Timestamp(getattr(f, "start")) <= t + window  # noqa: B009
+                      and pd.Timestamp(getattr(f, "end")) >= t - ALERT_LEAD)  # noqa: B009
+            svc = getattr(alert, "service", None)
+            hit = within and (not svc or not services or svc in services)
+        out[fid] = 1.0 if hit else 0.0
+    return out

@@ -42,8 +42,13 @@ test: setup
 lint: setup
 	$(BIN)/ruff check agent tools detectors eval tests
 
+# mypy cannot follow setuptools' package-dir mapping: it checks the packages through a tree of links that has
+# the installed layout (build/typecheck/anomalist/{agent,tools,...} -> the folders at the root).
 typecheck: setup
-	$(BIN)/mypy detectors tools agent eval
+	mkdir -p build/typecheck/anomalist
+	for p in agent tools detectors eval prompts; do ln -sfn ../../../$$p build/typecheck/anomalist/$$p; done
+	MYPYPATH=build/typecheck $(BIN)/mypy --explicit-package-bases -p anomalist.detectors -p anomalist.tools \
+		-p anomalist.agent -p anomalist.eval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

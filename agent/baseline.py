@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 if TYPE_CHECKING:
-    from agent.settings import Settings
-    from tools.drain_parser import LogParser
-    from tools.metrics_io import MetricSet
+    from anomalist.agent.settings import Settings
+    from anomalist.tools.drain_parser import LogParser
+    from anomalist.tools.metrics_io import MetricSet
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Baseline:
         Raises:
             InputError: nothing given, or a given part is unusable (named in the message).
         """
-        from agent.triage.inputs import load_logs, to_timedelta
+        from anomalist.agent.triage.inputs import load_logs, to_timedelta
 
         if not logs and metrics is None and not traces:
             raise InputError("a baseline needs fault-free logs, metrics or traces")
@@ -86,13 +86,13 @@ class Baseline:
             out.sources["logs"] = [str(s) for s in data.sources]
             out.notes += [f"baseline logs: {n}" for n in data.stats.get("notes", [])]
         if metrics is not None:
-            from tools.metrics_io import load_metric_set
+            from anomalist.tools.metrics_io import load_metric_set
 
             out.metrics, name, _ = load_metric_set(metrics)
             out.sources["metrics"] = [name]
             out.notes += [f"baseline metrics: {n}" for n in out.metrics.lines()[1:]][:20]
         if traces:
-            from tools.traces import read_spans
+            from anomalist.tools.traces import read_spans
 
             spans, rep = read_spans([traces] if isinstance(traces, (str, Path)) else list(traces),
                                     service_map=settings.rca.service_map or None)
@@ -105,7 +105,7 @@ class Baseline:
         """A fresh copy of the baseline's log parser (each triage continues its own copy)."""
         if self.parser_state is None:
             return None
-        from tools.drain_parser import LogParser
+        from anomalist.tools.drain_parser import LogParser
 
         return LogParser.from_dict(self.parser_state)
 
@@ -193,7 +193,7 @@ class Baseline:
         Raises:
             InputError: not a readable profile of this version.
         """
-        from tools.metrics_io import MetricSet
+        from anomalist.tools.metrics_io import MetricSet
 
         p = Path(path)
         try:

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.llm.schemas import Explanation, SampleLine, Verdict
+from anomalist.agent.llm.schemas import Explanation, SampleLine, Verdict
 
 SCHEMA_VERSION = "1.1"
 

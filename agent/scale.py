@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,10 @@ class EngineReport:
 def run_shard(shard: Any, window: Any, rca_step: Any, known_services: Sequence[str], max_line_bytes: int,
               service_map: dict[str, str] | None) -> ShardResult:
     """One shard: parse with keys and count (runs in a Ray worker, or in process)."""
-    from agent.triage.inputs import _Accumulator
-    from tools.drain_parser import ShapeKeyer
-    from tools.logread import ReadStats
-    from tools.parsing import iter_shard
+    from anomalist.agent.triage.inputs import _Accumulator
+    from anomalist.tools.drain_parser import ShapeKeyer
+    from anomalist.tools.logread import ReadStats
+    from anomalist.tools.parsing import iter_shard
 
     t0 = time.perf_counter()
     keyer = ShapeKeyer()
@@ -133,10 +133,10 @@ def load_logs_sharded(
     Raises:
         InputError: Ray is not installed, the input is unusable, or no line carries a timestamp.
     """
-    from agent.triage.inputs import _Accumulator, _pod_services, to_timedelta
-    from tools import parsing
-    from tools.drain_parser import LogParser
-    from tools.logread import ReadStats, expand_sources
+    from anomalist.agent.triage.inputs import _Accumulator, _pod_services, to_timedelta
+    from anomalist.tools import parsing
+    from anomalist.tools.drain_parser import LogParser
+    from anomalist.tools.logread import ReadStats, expand_sources
 
     t_start = time.perf_counter()
     rep = report if report is not None else EngineReport(engine=engine)
@@ -218,7 +218,7 @@ class _Merger:
     """
 
     def __init__(self, parser: Any, total: Any, stats: Any):
-        from tools.drain_parser import ShapeKeyer
+        from anomalist.tools.drain_parser import ShapeKeyer
 
         self.parser = parser
         self.total = total

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from tools.store.seam import IncidentMemory
+from anomalist.tools.store.seam import IncidentMemory
 
 if TYPE_CHECKING:
-    from agent.llm.schemas import Explanation, LogFindingInput, MetricFindingInput, Verdict
-    from agent.llm.service import CitedText
+    from anomalist.agent.llm.schemas import Explanation, LogFindingInput, MetricFindingInput, Verdict
+    from anomalist.agent.llm.service import CitedText
 
 __all__ = ["IncidentMemory", "Judge"]
 

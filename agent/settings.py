@@ -48,7 +48,7 @@ class DetectorSettings(_Section):
     def params_for(self, name: str, **extra: Any) -> dict[str, Any]:
         """Seed and device (plus ``extra``) for detector ``name``: only the parameters it accepts, None dropped
         (detectors refuse unknown parameters)."""
-        from detectors import detector_class
+        from anomalist.detectors import detector_class
 
         accepted = detector_class(name)._param_names()
         wanted = {"seed": self.seed, "device": self.device, **extra}

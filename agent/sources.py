@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from agent.settings import JournaldSource, LogSource, MetricSource, PrometheusSettings, Settings
-from tools.errors import InputError
-from tools.metrics_io import MetricSet
-from tools.prometheus import (
+from anomalist.agent.settings import JournaldSource, LogSource, MetricSource, PrometheusSettings, Settings
+from anomalist.tools.errors import InputError
+from anomalist.tools.metrics_io import MetricSet
+from anomalist.tools.prometheus import (
     PrometheusClient,
     PrometheusQuery,
     baseline_ranges,
@@ -163,7 +163,7 @@ def expand_globs(patterns: Sequence[str], notes: list[str] | None = None) -> lis
 def read_journald(src: JournaldSource, start: pd.Timestamp, end: pd.Timestamp, target: Path,
                   notes: list[str] | None = None) -> Path | None:
     """The journal entries of ``src`` in ``[start, end]`` written to ``target`` (JSON lines); None when empty."""
-    from tools.journald import read_journal
+    from anomalist.tools.journald import read_journal
 
     rep = read_journal(target, since=start, until=end, units=src.units, identifiers=src.identifiers,
                        directory=src.directory, file=src.file, journalctl=src.journalctl,

@@ -16,23 +16,23 @@ import importlib
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from detectors.base import Detector
+    from anomalist.detectors.base import Detector
 
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     # name: (kind, module, class)
-    "zscore": ("timeseries", "detectors.classical", "ZScoreDetector"),
-    "iforest": ("timeseries", "detectors.classical", "IForestDetector"),
-    "pca": ("timeseries", "detectors.classical", "PCADetector"),
-    "ae": ("timeseries", "detectors.deep", "AEDetector"),
-    "vae": ("timeseries", "detectors.deep", "VAEDetector"),
-    "diffusion": ("timeseries", "detectors.diffusion", "DiffusionDetector"),
-    "usad": ("timeseries", "detectors.deep", "USADDetector"),
-    "auto": ("timeseries", "detectors.auto", "AutoDetector"),
-    "new_template": ("log", "detectors.logs", "NewTemplateDetector"),
-    "template_spike": ("log", "detectors.logs", "TemplateSpikeDetector"),
-    "count_pca": ("log", "detectors.logs", "CountPCADetector"),
-    "count_iforest": ("log", "detectors.logs", "CountIForestDetector"),
-    "deeplog": ("log", "detectors.deeplog", "DeepLogDetector"),
+    "zscore": ("timeseries", "anomalist.detectors.classical", "ZScoreDetector"),
+    "iforest": ("timeseries", "anomalist.detectors.classical", "IForestDetector"),
+    "pca": ("timeseries", "anomalist.detectors.classical", "PCADetector"),
+    "ae": ("timeseries", "anomalist.detectors.deep", "AEDetector"),
+    "vae": ("timeseries", "anomalist.detectors.deep", "VAEDetector"),
+    "diffusion": ("timeseries", "anomalist.detectors.diffusion", "DiffusionDetector"),
+    "usad": ("timeseries", "anomalist.detectors.deep", "USADDetector"),
+    "auto": ("timeseries", "anomalist.detectors.auto", "AutoDetector"),
+    "new_template": ("log", "anomalist.detectors.logs", "NewTemplateDetector"),
+    "template_spike": ("log", "anomalist.detectors.logs", "TemplateSpikeDetector"),
+    "count_pca": ("log", "anomalist.detectors.logs", "CountPCADetector"),
+    "count_iforest": ("log", "anomalist.detectors.logs", "CountIForestDetector"),
+    "deeplog": ("log", "anomalist.detectors.deeplog", "DeepLogDetector"),
 }
 
 CLASSICAL = ("zscore", "iforest", "pca")
@@ -61,7 +61,7 @@ def get_detector(name: str, **params: Any) -> Detector:
 
 def load_detector(path: Any) -> Detector:
     """Load any detector saved with ``Detector.save``."""
-    from detectors.base import Detector
+    from anomalist.detectors.base import Detector
 
     return Detector.load(path)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from detectors._prep import batches
+from anomalist.detectors._prep import batches
 
 
 def _c(n: np.ndarray) -> np.ndarray:

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from detectors._prep import Scaler, batches, spread_windows, train_val_split, windows
-from detectors.classical import _Scaled
+from anomalist.detectors._prep import Scaler, batches, spread_windows, train_val_split, windows
+from anomalist.detectors.classical import _Scaled
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from detectors._prep import Scaler, batches, spread_windows, train_val_split, windows
-from detectors.base import TimeSeriesDetector, _normalise_contrib, _span_rows
-from detectors.classical import _Scaled
-from detectors.thresholds import ThresholdMethod
+from anomalist.detectors._prep import Scaler, batches, spread_windows, train_val_split, windows
+from anomalist.detectors.base import TimeSeriesDetector, _normalise_contrib, _span_rows
+from anomalist.detectors.classical import _Scaled
+from anomalist.detectors.thresholds import ThresholdMethod
 
 
 class WindowKNN(_Scaled):

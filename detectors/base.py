@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from detectors.thresholds import ThresholdMethod, fit_threshold
+from anomalist.detectors.thresholds import ThresholdMethod, fit_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Detector(ABC):
             raise ValueError(f"unsupported detector format {config.get('format_version')!r} in {src}")
         target: type[Detector] = cls
         if cls.name != config["detector"]:
-            from detectors import detector_class
+            from anomalist.detectors import detector_class
 
             target = detector_class(config["detector"])
         det = target(**config["params"])

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from detectors._iforest import ArrayForest
-from detectors._prep import Scaler, batches, spread_windows, windows
-from detectors.base import TimeSeriesDetector
-from detectors.thresholds import ThresholdMethod
+from anomalist.detectors._iforest import ArrayForest
+from anomalist.detectors._prep import Scaler, batches, spread_windows, windows
+from anomalist.detectors.base import TimeSeriesDetector
+from anomalist.detectors.thresholds import ThresholdMethod
 
 
 class _Scaled(TimeSeriesDetector):

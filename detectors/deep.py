@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from detectors._torch import TorchWindowDetector
-from detectors.nets import NetConfig, USADNet, WindowAE, WindowVAE, gaussian_nll, kl_standard_normal
-from detectors.thresholds import ThresholdMethod
+from anomalist.detectors._torch import TorchWindowDetector
+from anomalist.detectors.nets import NetConfig, USADNet, WindowAE, WindowVAE, gaussian_nll, kl_standard_normal
+from anomalist.detectors.thresholds import ThresholdMethod
 
 
 class AEDetector(TorchWindowDetector):

@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from detectors._prep import batches, train_val_split
-from detectors._torch import resolve_device, set_threads
-from detectors.base import Detector, Kind
-from detectors.thresholds import fit_threshold
+from anomalist.detectors._prep import batches, train_val_split
+from anomalist.detectors._torch import resolve_device, set_threads
+from anomalist.detectors.base import Detector, Kind
+from anomalist.detectors.thresholds import fit_threshold
 
 logger = logging.getLogger(__name__)
 

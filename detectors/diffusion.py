@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from detectors._torch import TorchWindowDetector
-from detectors.nets import Denoiser, NetConfig
-from detectors.thresholds import ThresholdMethod
+from anomalist.detectors._torch import TorchWindowDetector
+from anomalist.detectors.nets import Denoiser, NetConfig
+from anomalist.detectors.thresholds import ThresholdMethod
 
 
 def linear_betas(n_steps: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Tensor:

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from detectors._iforest import ArrayForest
-from detectors.base import Detector, Kind
-from detectors.thresholds import ThresholdMethod
+from anomalist.detectors._iforest import ArrayForest
+from anomalist.detectors.base import Detector, Kind
+from anomalist.detectors.thresholds import ThresholdMethod
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ same torch thread count. AUC-PR is computed on the machine's test labels.
 
 Usage::
 
-    python -m eval.bench_detectors --data ../shared/datasets/smd [--machine machine-1-2]
+    python -m anomalist.eval.bench_detectors --data ../shared/datasets/smd [--machine machine-1-2]
         [--detectors vae,diffusion,auto,ae,pca,iforest,zscore,pyod_vae,pyod_ae] [--device cpu|cuda|auto]
         [--threads 2] [--json]
 
@@ -31,7 +31,7 @@ PYOD_WINDOW = 10
 
 
 def _load(data: Path, machine: str, rows: int | None = None) -> Any:
-    from eval import ts_data
+    from anomalist.eval import ts_data
 
     series = next(ts_data.load_smd(data, [machine]))
     if rows:  # smoke tests only: the first ``rows`` rows of train and test
@@ -43,7 +43,7 @@ def _pyod(name: str, series: Any, device: str, threads: int) -> Any:
     import numpy as np
     import torch
 
-    from detectors._prep import Scaler, spread_windows, windows
+    from anomalist.detectors._prep import Scaler, spread_windows, windows
 
     torch.set_num_threads(threads)
     if name == "pyod_vae":
@@ -68,8 +68,8 @@ def _pyod(name: str, series: Any, device: str, threads: int) -> Any:
 
 def run_one(name: str, data: Path, machine: str, device: str, threads: int, rows: int | None = None) -> dict[str, Any]:
     """Fit + score one detector (in this process) and measure it."""
-    import detectors
-    from eval.ts_metrics import auc_pr
+    from anomalist import detectors
+    from anomalist.eval.ts_metrics import auc_pr
 
     series = _load(data, machine, rows)
     if name.startswith("pyod_"):
@@ -118,7 +118,7 @@ def bench(data: Path, machine: str, names: list[str], device: str, threads: int,
     results = []
     load_before = _uptime()
     for name in names:
-        cmd = [sys.executable, "-m", "eval.bench_detectors", "--one", name, "--data", str(data), "--machine", machine,
+        cmd = [sys.executable, "-m", "anomalist.eval.bench_detectors", "--one", name, "--data", str(data), "--machine", machine,
                "--device", device, "--threads", str(threads)] + (["--rows", str(rows)] if rows else [])
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

@@ -1,4 +1,4 @@
-"""Throughput of local label-likelihood judgments: ``python -m eval.bench_llm --data ../shared/datasets/loghub_2k``.
+"""Throughput of local label-likelihood judgments: ``python -m anomalist.eval.bench_llm --data ../shared/datasets/loghub_2k``.
 
 Judges the same templates under a few configurations (workers = engine copies, reason generation on/off, prior on/off)
 with a fresh cache-less service each, and prints one JSON object: wall judgments/s, CPU seconds per judgment and the
@@ -17,9 +17,9 @@ from typing import Any
 
 
 def _bench(templates: list[dict[str, Any]], workers: int, reason_for: str, use_prior: bool) -> dict[str, Any]:
-    from agent.llm import LLMService
-    from agent.llm.schemas import LogFindingInput
-    from agent.settings import LLMSettings
+    from anomalist.agent.llm import LLMService
+    from anomalist.agent.llm.schemas import LogFindingInput
+    from anomalist.agent.settings import LLMSettings
 
     svc = LLMService(LLMSettings(local_instances=workers, reason_for=reason_for, use_prior=use_prior), cache_dir=None)
     warm = [LogFindingInput(id=f"W{i}", templates=[{"id": f"W{i}.T1", "template": f"service {i} started"}])
@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--system", default="BGL")
     ap.add_argument("--n", type=int, default=60, help="templates per configuration")
     args = ap.parse_args()
-    from eval.llm import load_templates
+    from anomalist.eval.llm import load_templates
 
     df = load_templates(args.data, args.system).head(args.n)
     templates = [{"template": r.template, "level": r.level, "component": r.component, "count": int(r.count)}

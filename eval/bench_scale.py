@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m eval.bench_scale --lines 10000000 [--json]
+    python -m anomalist.eval.bench_scale --lines 10000000 [--json]
 
 The input is the example scenario's four hours with normal traffic scaled up (``eval.scenario.write_large``: four
 service logs, the injected incident still in them). Each configuration triages it in a fresh child process
@@ -64,10 +64,10 @@ def cpu_probe(tasks: int = 8, units: int = 20_000_000) -> dict[str, float]:
 
 
 def _child(config: str, logs: str, out: str, shard_mb: float) -> None:
-    from agent.render import render
-    from agent.scale import peak_rss_mb
-    from agent.settings import load_settings
-    from agent.triage import triage
+    from anomalist.agent.render import render
+    from anomalist.agent.scale import peak_rss_mb
+    from anomalist.agent.settings import load_settings
+    from anomalist.agent.triage import triage
 
     overrides: dict[str, Any] = {"data_dir": str(Path(out).parent / "data"), "llm": {"backend": "none"},
                                  "triage": {"shard_mb": shard_mb}}
@@ -116,7 +116,7 @@ def _child(config: str, logs: str, out: str, shard_mb: float) -> None:
 
 
 def run(n_lines: int, shard_mb: float = 32.0) -> dict[str, Any]:
-    from eval import scenario
+    from anomalist.eval import scenario
 
     out: dict[str, Any] = {"cpus": os.cpu_count(), "requested_lines": n_lines, "shard_mb": shard_mb}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
@@ -132,7 +132,7 @@ def run(n_lines: int, shard_mb: float = 32.0) -> dict[str, Any]:
                 probes.append(cpu_probe())
             report = work / f"{config}.json"
             proc = subprocess.run(
-                [sys.executable, "-m", "eval.bench_scale", "--child", config, str(work / "logs"), str(report),
+                [sys.executable, "-m", "anomalist.eval.bench_scale", "--child", config, str(work / "logs"), str(report),
                  str(shard_mb)], capture_output=True, text=True, cwd=REPO, timeout=3600,
                 env={**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"})
             if proc.returncode != 0:

@@ -1,6 +1,6 @@
 """Service benchmark: webhook acknowledgement latency under triage load, and mixed concurrency without loss.
 
-Run: ``python -m eval.bench_service [--logs DIR] [--metrics CSV] [--workers N] [--llm local|none] [--json]``.
+Run: ``python -m anomalist.eval.bench_service [--logs DIR] [--metrics CSV] [--workers N] [--llm local|none] [--json]``.
 
 Phase 1 (ack under load): 20 triages are queued (uploads of the example logs) and, while they are in flight,
 Alertmanager webhooks with fresh fingerprints are POSTed one by one; the time to the 202 is measured (target: p95
@@ -79,7 +79,7 @@ class _Server:
         cfg.write_text(yaml.safe_dump(config), encoding="utf-8")
         env = {**os.environ, "ANOMALIST_DATA_DIR": str(workdir / "data"), "HF_HUB_OFFLINE": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli.main", "-c", str(cfg), "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "anomalist.agent.cli.main", "-c", str(cfg), "serve", "--port", str(self.port)],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
 

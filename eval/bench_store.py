@@ -1,7 +1,7 @@
 """Incident store benchmark: import N incidents generated from the shared postmortems; query latency embedded
 and against a local ``chroma run`` server.
 
-    python -m eval.bench_store --data ../shared/datasets/postmortems [--n 10000] [--queries 300] [--json]
+    python -m anomalist.eval.bench_store --data ../shared/datasets/postmortems [--n 10000] [--queries 300] [--json]
 
 Generation: incident i varies postmortem ``i % 127``: a service, region and duration go into its title and
 summary, the sentences of the summary are rotated, 0-2 alert names from kube-prometheus-like names are added as
@@ -126,9 +126,9 @@ def _load() -> str:
 def run(data: Path, n: int = 10_000, n_queries: int = 300, server: bool = True,
         import_threads: int | None = None, backend: str = "onnx-int8") -> dict[str, Any]:
     """Run the benchmark; returns a JSON-able dict of figures (with the load average at each step)."""
-    from tools.embeddings import get_embedder
-    from tools.store import IncidentStore, import_incidents
-    from tools.store.store import INCIDENTS
+    from anomalist.tools.embeddings import get_embedder
+    from anomalist.tools.store import IncidentStore, import_incidents
+    from anomalist.tools.store.store import INCIDENTS
 
     postmortems = data / "postmortems.jsonl" if data.is_dir() else data
     result: dict[str, Any] = {"n": n, "cpu_count": os.cpu_count(), "import_threads": import_threads,
@@ -169,7 +169,7 @@ def run(data: Path, n: int = 10_000, n_queries: int = 300, server: bool = True,
 def _server_part(root: Path, store: Any, queries: list[Query], embedder: Any, name: str, n_base: int) -> dict[str, Any]:
     import httpx
 
-    from tools.store import IncidentStore
+    from anomalist.tools.store import IncidentStore
 
     exe = Path(sys.executable).with_name("chroma")
     port = _free_port()

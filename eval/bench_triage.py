@@ -4,9 +4,9 @@ Targets (issue 6): the 1M-line triage under 120 s with peak RSS under 2 GiB; ``m
 
 Usage::
 
-    python -m eval.bench_triage                # both
-    python -m eval.bench_triage --lines 200000 --skip-demo
-    python -m eval.bench_triage --json
+    python -m anomalist.eval.bench_triage                # both
+    python -m anomalist.eval.bench_triage --lines 200000 --skip-demo
+    python -m anomalist.eval.bench_triage --json
 
 The batch is the example scenario's four hours with normal traffic scaled up (``eval.scenario.write_large``), so
 the injected incident is still in it; the triage runs in a fresh child process (so its peak RSS is its own) with
@@ -40,10 +40,10 @@ def _load() -> str:
 
 def _child(logs_dir: str, data_dir: str, out: str) -> None:
     """Runs in the child: one triage, its timings as JSON on stdout."""
-    from agent.render import render
-    from agent.settings import load_settings
-    from agent.triage import triage
-    from eval import scenario
+    from anomalist.agent.render import render
+    from anomalist.agent.settings import load_settings
+    from anomalist.agent.triage import triage
+    from anomalist.eval import scenario
 
     settings = load_settings(overrides={"data_dir": data_dir, "triage": {"top_k": 5}})
     t0 = time.perf_counter()
@@ -68,8 +68,8 @@ def _child(logs_dir: str, data_dir: str, out: str) -> None:
 
 
 def _build_store(data_dir: Path) -> float:
-    from agent.settings import load_settings
-    from tools.store import IncidentStore, import_incidents, import_runbooks
+    from anomalist.agent.settings import load_settings
+    from anomalist.tools.store import IncidentStore, import_incidents, import_runbooks
 
     t0 = time.perf_counter()
     store = IncidentStore.from_settings(load_settings(overrides={"data_dir": str(data_dir)}), create=True)
@@ -81,7 +81,7 @@ def _build_store(data_dir: Path) -> float:
 
 def bench_large(n_lines: int, work: Path) -> dict[str, Any]:
     """Generate the batch, build the example store, triage in a child process."""
-    from eval import scenario
+    from anomalist.eval import scenario
 
     t0 = time.perf_counter()
     logs = work / "logs"
@@ -92,7 +92,7 @@ def bench_large(n_lines: int, work: Path) -> dict[str, Any]:
     store_s = _build_store(data)
     load_before = _load()
     proc = subprocess.run(
-        [sys.executable, "-m", "eval.bench_triage", "--child", str(logs), str(data), str(work / "report.json")],
+        [sys.executable, "-m", "anomalist.eval.bench_triage", "--child", str(logs), str(data), str(work / "report.json")],
         capture_output=True, text=True, cwd=REPO, timeout=1800,
     )
     if proc.returncode != 0:
@@ -124,7 +124,7 @@ def bench_demo() -> dict[str, Any]:
             out[run]["stderr_tail"] = proc.stderr[-1500:]
     report = REPO / ".anomalist" / "demo" / "report.json"
     if report.exists():
-        from eval import scenario
+        from anomalist.eval import scenario
 
         data = json.loads(report.read_text())
         top = data["findings"][0] if data["findings"] else None

@@ -49,9 +49,9 @@ def load_questions(path: Path = QUESTIONS) -> list[dict[str, Any]]:
 
 def run(data: Path | None = None, *, backend: str = "local", base_url: str | None = None, model: str | None = None,
         limit: int | None = None, questions: Path = QUESTIONS) -> dict[str, Any]:
-    from agent.chat.agent import ChatAgent
-    from agent.settings import load_settings
-    from tools.store import IncidentStore, import_incidents, import_runbooks
+    from anomalist.agent.chat.agent import ChatAgent
+    from anomalist.agent.settings import load_settings
+    from anomalist.tools.store import IncidentStore, import_incidents, import_runbooks
 
     qs = load_questions(questions)
     if data is None:
@@ -96,7 +96,7 @@ def _scenario(scn: str, data: Path | None, work: Path) -> tuple[Path, Path]:
         return REPO / "examples" / "logs", REPO / "examples" / "metrics.csv"
     if not scn.startswith("nezha:") or data is None:
         raise ValueError(f"unknown scenario {scn!r} (or no --data for it)")
-    from eval.nezha import NezhaData
+    from anomalist.eval.nezha import NezhaData
 
     ds = NezhaData.load(data)
     hm = scn.split(":", 1)[1]
@@ -110,7 +110,7 @@ def _scenario(scn: str, data: Path | None, work: Path) -> tuple[Path, Path]:
 
 
 def _score(q: dict[str, Any], events: list[Any], agent: Any, secs: float) -> dict[str, Any]:
-    from agent.chat.compose import _facts
+    from anomalist.agent.chat.compose import _facts
 
     final = events[-1].data if events else {}
     answer = str(final.get("answer", ""))

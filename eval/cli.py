@@ -53,7 +53,7 @@ def parsing(
     _check_dir(data)
     if ground_truth not in ("corrected", "original"):
         raise typer.BadParameter("must be 'corrected' or 'original'", param_hint="--ground-truth")
-    from eval import parsing as suite
+    from anomalist.eval import parsing as suite
 
     _emit(suite.run(data, systems=_split(systems), ground_truth=ground_truth, cv=cv), as_json, suite.render)
 
@@ -66,7 +66,7 @@ def parsing_speed(
 ) -> None:
     """Anomalist's parser vs plain drain3 (same masking) on a generated stream with known ground truth."""
     _check_dir(data)
-    from eval import parsing_speed as suite
+    from anomalist.eval import parsing_speed as suite
 
     _emit(suite.run(data, n_lines=lines), as_json, suite.render)
 
@@ -82,7 +82,7 @@ def timeseries(
     _check_dir(data)
     if fmt not in ("nab", "smd"):
         raise typer.BadParameter("must be 'nab' or 'smd'", param_hint="--format")
-    from eval import timeseries as suite
+    from anomalist.eval import timeseries as suite
 
     _emit(suite.run(data, fmt=fmt, detectors=_split(detectors)), as_json, suite.render)
 
@@ -98,7 +98,7 @@ def logs(
     _check_dir(data)
     if fmt not in ("hdfs-sessions", "bgl2k"):
         raise typer.BadParameter("must be 'hdfs-sessions' or 'bgl2k'", param_hint="--format")
-    from eval import logs as suite
+    from anomalist.eval import logs as suite
 
     _emit(suite.run(data, fmt=fmt, detectors=_split(detectors)), as_json, suite.render)
 
@@ -134,7 +134,7 @@ def llm(
         folder, hint = folders[sets]
         if not folder.is_dir():
             raise typer.BadParameter(f"not a directory: {folder}", param_hint=hint)
-    from eval import llm as suite
+    from anomalist.eval import llm as suite
 
     result = suite.run_sets(chosen, data=data, system=system, nezha=nezha, backend=backend, base_url=base_url, model=model, limit=limit)  # type: ignore[arg-type]
     _emit(result, as_json, suite.render)
@@ -147,7 +147,7 @@ def retrieval(
 ) -> None:
     """Alert → runbook retrieval: recall@1, recall@3, MRR in 'full' and 'description' modes."""
     _check_dir(data)
-    from eval import retrieval as suite
+    from anomalist.eval import retrieval as suite
 
     _emit(suite.run(data), as_json, suite.render)
 
@@ -167,7 +167,7 @@ def rca(
     _check_dir(data)
     if backend not in ("local", "openai", "none"):
         raise typer.BadParameter("must be 'local', 'openai' or 'none'", param_hint="--backend")
-    from eval import rca as suite
+    from anomalist.eval import rca as suite
 
     _emit(suite.run(data, cases=_split(cases), limit=limit, lofo=lofo, llm_backend=backend, base_url=base_url,
                     model=model), as_json, suite.render)
@@ -184,13 +184,13 @@ def chat(
 ) -> None:
     """Chat answers on a question set: fact recall, unsupported-claim rate, tool errors, seconds per answer."""
     if data is None:
-        from eval.chat import DEFAULT_NEZHA
+        from anomalist.eval.chat import DEFAULT_NEZHA
 
         data = DEFAULT_NEZHA if DEFAULT_NEZHA.is_dir() else None
     if data is not None:
         _check_dir(data)
     if backend not in ("local", "openai"):
         raise typer.BadParameter("must be 'local' or 'openai'", param_hint="--backend")
-    from eval import chat as suite
+    from anomalist.eval import chat as suite
 
     _emit(suite.run(data, backend=backend, base_url=base_url, model=model, limit=limit), as_json, suite.render)

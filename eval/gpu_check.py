@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m eval.gpu_check --data ../shared/datasets/smd [--machine machine-1-2] [--detectors vae,diffusion,ae,usad]
+    python -m anomalist.eval.gpu_check --data ../shared/datasets/smd [--machine machine-1-2] [--detectors vae,diffusion,ae,usad]
         [--threads 2] [--json] [--cpu-only]
 
 ``--cpu-only`` runs the "GPU" leg on the CPU as well (so the script can be tested where there is no GPU; the
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eval.bench_detectors import bench
+from anomalist.eval.bench_detectors import bench
 
 DEFAULT = "vae,diffusion,ae,usad"
 

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eval.llm_sets import SET_NAMES, SetName
-from tools.errors import InputError
+from anomalist.eval.llm_sets import SET_NAMES, SetName
+from anomalist.tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def _metrics(y: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> dict[
 
 def load_templates(data: Path, system: str) -> pd.DataFrame:
     """One row per ground-truth template of a Loghub system (see :func:`eval.llm_sets.loghub_templates`)."""
-    from eval.llm_sets import loghub_templates
+    from anomalist.eval.llm_sets import loghub_templates
 
     return loghub_templates(data, system)
 
@@ -71,7 +71,7 @@ def _head(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
 
 
 def _settings(backend: str, base_url: str | None, model: str | None) -> Any:
-    from agent.settings import load_settings
+    from anomalist.agent.settings import load_settings
 
     llm: dict[str, Any] = {"backend": backend}
     if backend == "openai":
@@ -102,7 +102,7 @@ def run_sets(sets: list[SetName], data: Path | None = None, nezha: Path | None =
         nezha: the Nezha export folder (for ``nezha``).
         limit: judge at most this many templates per set (both labels kept, in proportion).
     """
-    from eval.llm_sets import nezha_templates
+    from anomalist.eval.llm_sets import nezha_templates
 
     if not sets:
         raise ValueError("sets must name at least one set")
@@ -142,8 +142,8 @@ class _Judge:
         self.model = model
 
     def __enter__(self) -> _Judge:
-        from agent.llm import LLMError, LLMService
-        from agent.llm.schemas import LogFindingInput
+        from anomalist.agent.llm import LLMError, LLMService
+        from anomalist.agent.llm.schemas import LogFindingInput
 
         if self.backend == "openai" and not self.base_url:
             raise InputError("--backend openai needs --base-url")
@@ -164,8 +164,8 @@ class _Judge:
 
     def score(self, df: pd.DataFrame, system: str) -> dict[str, Any]:
         """Judge every row of ``df`` (columns of :func:`eval.llm_sets.loghub_templates`) and score the rows."""
-        from agent.llm import LLMError
-        from agent.llm.schemas import LogFindingInput
+        from anomalist.agent.llm import LLMError
+        from anomalist.agent.llm.schemas import LogFindingInput
 
         svc, settings, backend = self.svc, self.settings, self.backend
         findings = [LogFindingInput(

@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 if TYPE_CHECKING:
-    from eval.nezha import Case
+    from anomalist.eval.nezha import Case
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _row(template: str, label: float, levels: Counter[str], comps: Counter[str],
 def loghub_templates(data: Path, system: str = "BGL") -> pd.DataFrame:
     """One row per ground-truth template of a Loghub system: template, label (or NaN), level, bad_level, component,
     count, a sample line."""
-    from eval.loghub import load_system
+    from anomalist.eval.loghub import load_system
 
     gt = load_system(data, system, "original").ground_truth()
     if gt.empty:
@@ -97,8 +97,8 @@ def nezha_templates(root: Path, window: pd.Timedelta = pd.Timedelta(minutes=10))
     Raises:
         InputError: the folder is not a Nezha export, or it has no fault-free or no fault-day pod logs.
     """
-    from eval.nezha import NezhaData
-    from tools.parsing import ParseStream
+    from anomalist.eval.nezha import NezhaData
+    from anomalist.tools.parsing import ParseStream
 
     if window <= pd.Timedelta(0):
         raise ValueError(f"window must be > 0, got {window}")

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pandas as pd
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 GroundTruth = Literal["corrected", "original"]
 

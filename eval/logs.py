@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-import detectors as registry
-from eval.ts_metrics import auc_pr
+from anomalist import detectors as registry
+from anomalist.eval.ts_metrics import auc_pr
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def run_hdfs(data: Path, names: list[str]) -> dict[str, Any]:
 
 def bgl_windows(data: Path) -> tuple[pd.DataFrame, list[list[int]], np.ndarray]:
     """Parse BGL_2k.log with our parser; (counts, sequences, window labels) for windows of 20 lines."""
-    from tools import parsing, windows  # the parser of the parsing issue
+    from anomalist.tools import parsing, windows  # the parser of the parsing issue
 
     path = data / "BGL" / "BGL_2k.log"
     if not path.is_file():

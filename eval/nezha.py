@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tools.containers import service_of_pod
+from anomalist.tools.containers import service_of_pod
 
 logger = logging.getLogger(__name__)
 

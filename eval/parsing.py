@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict
 from rich.console import Group
 from rich.table import Table
 
-from eval import loghub
-from eval.parsing_metrics import all_metrics
-from tools import logformats
-from tools.drain_parser import LogParser
-from tools.errors import InputError
-from tools.parsing import parse_logs
+from anomalist.eval import loghub
+from anomalist.eval.parsing_metrics import all_metrics
+from anomalist.tools import logformats
+from anomalist.tools.drain_parser import LogParser
+from anomalist.tools.errors import InputError
+from anomalist.tools.parsing import parse_logs
 
 logger = logging.getLogger(__name__)
 METRICS = ("GA", "PA", "FGA", "FTA")

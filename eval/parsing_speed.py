@@ -27,12 +27,12 @@ from drain3 import TemplateMiner
 from drain3.masking import MaskingInstruction
 from rich.table import Table
 
-from eval import loghub
-from eval.parsing_metrics import grouping_accuracy
-from tools import logformats, masking
-from tools.drain_parser import miner_config
-from tools.errors import InputError
-from tools.parsing import iter_parsed
+from anomalist.eval import loghub
+from anomalist.eval.parsing_metrics import grouping_accuracy
+from anomalist.tools import logformats, masking
+from anomalist.tools.drain_parser import miner_config
+from anomalist.tools.errors import InputError
+from anomalist.tools.parsing import iter_parsed
 
 logger = logging.getLogger(__name__)
 _DIGITS = re.compile(r"(\d+)")

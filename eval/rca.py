@@ -43,7 +43,7 @@ import pandas as pd
 from rich.console import Group
 from rich.table import Table
 
-from eval.nezha import Case, NezhaData
+from anomalist.eval.nezha import Case, NezhaData
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ K = 5
 def run(data: Path, *, cases: list[str] | None = None, limit: int | None = None, lofo: bool = True,
         llm_backend: str = "local", base_url: str | None = None, model: str | None = None) -> dict[str, Any]:
     """Evaluate root-cause localisation on the export at ``data``; returns the JSON object of the suite."""
-    from agent.baseline import Baseline
-    from agent.settings import load_settings
-    from agent.triage import triage
+    from anomalist.agent.baseline import Baseline
+    from anomalist.agent.settings import load_settings
+    from anomalist.agent.triage import triage
 
     ds = NezhaData.load(data)
     chosen = [c for c in ds.cases if not cases or c.id in cases or c.inject_time.strftime("%H:%M") in cases]
@@ -111,7 +111,7 @@ def run(data: Path, *, cases: list[str] | None = None, limit: int | None = None,
     better = max(result["baselines"]["most_new_error_lines"]["ac@1"], result["baselines"]["largest_metric_z_shift"]["ac@1"])
     result["total"]["ratio_vs_best_baseline_ac@1"] = (round(result["total"]["ac@1"] / better, 3) if better else None)
     if lofo and len(by_type) > 1 and kept:
-        from agent.rca import compute_signals
+        from anomalist.agent.rca import compute_signals
 
         sigs = [(case, ctx.inputs, compute_signals(ctx.inputs)) for case, ctx in kept]
         result["lofo"] = leave_one_type_out(sigs, GRID)
@@ -187,7 +187,7 @@ def _finding_checks(case: Case, findings: list[Any]) -> dict[str, Any]:
 # ---- plain baselines (same inputs as the triage's root-cause stage) ---------------------------------------------
 def new_error_ranking(inp: Any) -> list[str]:
     """Services by their number of new error-level log lines (events the baseline never had), most first."""
-    from agent.rca.evidence import level_class
+    from anomalist.agent.rca.evidence import level_class
 
     if inp.log_cells is None or inp.base_log_cells is None:
         return []
@@ -242,7 +242,7 @@ SCALE_GRID: dict[str, tuple[Any, ...]] = {k: GRID[k] for k in ("log_scale", "met
 
 
 def _params(values: dict[str, Any]) -> Any:
-    from agent.rca import RCAParams
+    from anomalist.agent.rca import RCAParams
 
     d = dict(values)
     d["recency"], d["half_life_min"] = d.pop("recency")
@@ -252,7 +252,7 @@ def _params(values: dict[str, Any]) -> Any:
 def leave_one_type_out(sigs: list[tuple[Case, Any, Any]], grid: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
     """Choose ``RCAParams`` on ``grid`` over all fault types but one, score on that one; pooled over the held-out
     types. ``sigs``: (case, RCA inputs, their ``compute_signals`` output) per case."""
-    from agent.rca import RCAParams, analyze
+    from anomalist.agent.rca import RCAParams, analyze
 
     keys = list(grid)
     configs = [_params({**dict(zip(keys, values, strict=True)), **({} if "recency" in keys else {"recency": ("decay", 5.0)})})

@@ -23,8 +23,8 @@ from typing import Any
 
 from rich.table import Table
 
-from tools.errors import InputError
-from tools.store import IncidentStore, import_runbooks, render_template
+from anomalist.tools.errors import InputError
+from anomalist.tools.store import IncidentStore, import_runbooks, render_template
 
 _MATCHER = re.compile(r"[{,]\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*\"([^\"]*)\"")
 _LABEL_REF = re.compile(r"\$labels\.(\w+)")

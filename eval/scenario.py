@@ -2,7 +2,7 @@
 past incidents and an Alertmanager alert, with one injected incident (the checkout database disk fills up).
 
 Everything is synthetic and produced by this file from a seed; ``examples/`` in the repository is its output
-(a test regenerates it and compares byte for byte). Run ``python -m eval.scenario [OUT_DIR]``.
+(a test regenerates it and compares byte for byte). Run ``python -m anomalist.eval.scenario [OUT_DIR]``.
 
 Timeline (UTC, 2026-11-02, 4 hours from 11:30):
 - normal traffic with a daily-shape ramp and noise on every service, including a trickle of benign ERROR lines

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-import detectors as registry
-from eval import ts_data
-from eval.ts_metrics import all_metrics, hit_rate, nanmean
+from anomalist import detectors as registry
+from anomalist.eval import ts_data
+from anomalist.eval.ts_metrics import all_metrics, hit_rate, nanmean
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from agent.chat.compose import _facts, compose_answer, ground_answer
-from agent.chat.graph import evidence_terms
+from anomalist.agent.chat.compose import _facts, compose_answer, ground_answer
+from anomalist.agent.chat.graph import evidence_terms
 
 METRICS = {"tool": "detect_metric_anomalies", "status": "ok",
            "summary": "2 channels shifted between 2026-11-02 11:30:00 and 2026-11-02 15:29:00",

@@ -21,8 +21,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from agent.chat.graph import build_chat_graph
-from agent.chat.tool_exec import fit_to_budget, tool_budget_tokens
+from anomalist.agent.chat.graph import build_chat_graph
+from anomalist.agent.chat.tool_exec import fit_to_budget, tool_budget_tokens
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -235,7 +235,7 @@ def test_fit_to_budget_always_valid_json() -> None:
 
 
 def test_agent_stream_events_and_memory() -> None:
-    from agent.chat.agent import ChatAgent
+    from anomalist.agent.chat.agent import ChatAgent
 
     model = ScriptedChatModel(script=[
         AIMessage("", tool_calls=[_call("top_templates", {"start": "14:00", "end": "14:10"}, "c1")]),
@@ -263,7 +263,7 @@ def test_agent_stream_events_and_memory() -> None:
 
 
 def test_model_supports_tools_detection() -> None:
-    from agent.chat.agent import model_supports_tools
+    from anomalist.agent.chat.agent import model_supports_tools
 
     class NoTools(ScriptedChatModel):
         def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.chat.agent import ChatAgent
-from agent.llm import make_chat_model
-from agent.llm.engines import embedded_model_path
-from agent.settings import load_settings
+from anomalist.agent.chat.agent import ChatAgent
+from anomalist.agent.llm import make_chat_model
+from anomalist.agent.llm.engines import embedded_model_path
+from anomalist.agent.settings import load_settings
 
 pytestmark = [pytest.mark.server, pytest.mark.llm, pytest.mark.timeout(300)]
 

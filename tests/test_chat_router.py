@@ -8,24 +8,24 @@ from typing import Any
 import pytest
 from langchain_core.tools import BaseTool
 
-from agent.chat.router import ToolRouter, extract_search_terms, extract_time_range
-from tools.log_tools import LogWorkspace, make_log_tools
-from tools.metric_tools import make_metric_tools
+from anomalist.agent.chat.router import ToolRouter, extract_search_terms, extract_time_range
+from anomalist.tools.log_tools import LogWorkspace, make_log_tools
+from anomalist.tools.metric_tools import make_metric_tools
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def router() -> ToolRouter:
-    from tools.embeddings import get_embedder
+    from anomalist.tools.embeddings import get_embedder
 
     return ToolRouter(embedder=get_embedder(device="cpu"))
 
 
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> list[BaseTool]:
-    from tools.memory_tools import make_memory_tools
-    from tools.store import IncidentStore
+    from anomalist.tools.memory_tools import make_memory_tools
+    from anomalist.tools.store import IncidentStore
 
     ws = LogWorkspace(sources={"app": [str(REPO / "examples" / "logs")]},
                       metrics={"main": str(REPO / "examples" / "metrics.csv")})

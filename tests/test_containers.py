@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import logformats
-from tools.containers import ServiceMapper, detect_wrapper, pod_of_path, service_of_pod, unwrap
-from tools.parsing import parse_logs
+from anomalist.tools import logformats
+from anomalist.tools.containers import ServiceMapper, detect_wrapper, pod_of_path, service_of_pod, unwrap
+from anomalist.tools.parsing import parse_logs
 
 DATA = Path(__file__).parent / "data" / "k8s"
 DOCKER = DATA / "docker"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.report import TriageReport
-from agent.settings import load_settings
-from eval import scenario
+from anomalist.agent.report import TriageReport
+from anomalist.agent.settings import load_settings
+from anomalist.eval import scenario
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -26,7 +26,7 @@ def test_examples_equal_the_generator_output(tmp_path: Path) -> None:
     assert _tree(tmp_path) == _tree(EXAMPLES), "examples/ holds files the generator does not write (or lacks some)"
     mismatch = [str(p.relative_to(tmp_path)) for p in written
                 if not filecmp.cmp(p, EXAMPLES / p.relative_to(tmp_path), shallow=False)]
-    assert not mismatch, f"regenerate examples/ with `python -m eval.scenario`: {mismatch}"
+    assert not mismatch, f"regenerate examples/ with `python -m anomalist.eval.scenario`: {mismatch}"
     assert sum(p.stat().st_size for p in EXAMPLES.rglob("*") if p.is_file()) < 1_000_000
 
 
@@ -76,8 +76,8 @@ def test_errors_are_not_only_the_incident() -> None:
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory: pytest.TempPathFactory) -> TriageReport:
     """What `make demo` does, in process: the example store from examples/, then the triage with the real LLM."""
-    from agent.triage import triage
-    from tools.store import IncidentStore, import_incidents, import_runbooks
+    from anomalist.agent.triage import triage
+    from anomalist.tools.store import IncidentStore, import_incidents, import_runbooks
 
     data = tmp_path_factory.mktemp("demo-data")
     # Only the judgments of the embedded model here (its free-text explanations are slow on a busy CI machine);
@@ -125,7 +125,7 @@ def test_demo_ranks_the_incident_first_and_says_why(demo_report: TriageReport) -
 def test_llm_explanation_and_summary_on_request_never_break_the_report(tmp_path: Path) -> None:
     """Asking the embedded model for prose too: on the demo each piece arrives (attributed, ids checked, no
     degraded flag), well inside the LLM budget; the template explanation stays beside it."""
-    from agent.triage import triage
+    from anomalist.agent.triage import triage
 
     settings = load_settings(overrides={"data_dir": str(tmp_path), "store": {"path": str(tmp_path / "none")},
                                         "triage": {"top_k": 1, "llm_explain_k": 1, "llm_summary": True,

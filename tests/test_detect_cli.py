@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tools.errors import InputError
-from tools.metrics_io import read_metrics
+from anomalist.tools.errors import InputError
+from anomalist.tools.metrics_io import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def _metrics_csv(path: Path, n: int = 200, spike_at: int = 150) -> Path:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}  # rich wraps table cells at 80 columns otherwise
-    return subprocess.run([sys.executable, "-m", "agent.cli.main", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "anomalist.agent.cli.main", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=300, check=False, env=env)
 
 

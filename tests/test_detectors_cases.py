@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import detectors
-from detectors._prep import spread_windows, windows
-from detectors.thresholds import Spot, pot_threshold, quantile_threshold, robust_threshold
+from anomalist import detectors
+from anomalist.detectors._prep import spread_windows, windows
+from anomalist.detectors.thresholds import Spot, pot_threshold, quantile_threshold, robust_threshold
 
 IDX8 = pd.date_range("2024-01-01", periods=8, freq="h")
 
@@ -150,7 +150,7 @@ def test_auto_explain_counts_excess_over_the_context() -> None:
 def test_auto_knn_distance_is_robust_to_one_far_drifting_channel() -> None:
     """One channel far from anything in training (a drift on a normal stretch) must not outrank moderate evidence on
     several channels at once; the plain Euclidean distance (``robust=False``) ranks them the other way round."""
-    from detectors.auto import WindowKNN
+    from anomalist.detectors.auto import WindowKNN
 
     rng = np.random.default_rng(5)
     t = np.arange(3000)

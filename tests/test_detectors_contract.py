@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import detectors
-from detectors.base import NotFittedError
+from anomalist import detectors
+from anomalist.detectors.base import NotFittedError
 
 TS = detectors.available("timeseries")
 LOG = detectors.available("log")

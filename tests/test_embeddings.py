@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools._onnx_embed import OnnxUnavailable, supported
-from tools.embeddings import Embedder, default_model_path
+from anomalist.tools._onnx_embed import OnnxUnavailable, supported
+from anomalist.tools.embeddings import Embedder, default_model_path
 
 TEXTS = [
     "Disk /var/lib/postgres is 97% full on db-3; writes are failing with ENOSPC.",
@@ -78,7 +78,7 @@ def test_unsupported_models_fall_back_to_torch_with_reason(tmp_path: Path) -> No
     (pooling / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
                                                                    "pooling_mode_mean_tokens": False}))
     assert supported(pooling) == "only mean pooling is exported"
-    from tools._onnx_embed import OnnxEncoder
+    from anomalist.tools._onnx_embed import OnnxEncoder
 
     with pytest.raises(OnnxUnavailable):
         OnnxEncoder(model)
@@ -91,9 +91,9 @@ def test_unknown_backend_is_rejected() -> None:
 
 
 def test_store_records_its_embedding_space_across_writes(pair: tuple[Embedder, Embedder], tmp_path: Path) -> None:
-    from tools.store import IncidentStore
-    from tools.store.records import Incident
-    from tools.store.store import INCIDENTS
+    from anomalist.tools.store import IncidentStore
+    from anomalist.tools.store.records import Incident
+    from anomalist.tools.store.store import INCIDENTS
 
     _, int8 = pair
     store = IncidentStore.open("embedded", path=tmp_path / "db", create=True, embedder=int8)

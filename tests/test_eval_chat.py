@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.chat import QUESTIONS, _time_within, load_questions
+from anomalist.eval.chat import QUESTIONS, _time_within, load_questions
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ def test_question_set_is_data_with_mechanical_facts() -> None:
 
 
 def test_demo_questions_are_answered_from_the_evidence() -> None:
-    from eval.chat import run
+    from anomalist.eval.chat import run
 
     result = run(None, limit=6)
     total = result["total"]

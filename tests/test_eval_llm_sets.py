@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval.llm_sets import _label
-from eval.nezha import Case
+from anomalist.eval.llm_sets import _label
+from anomalist.eval.nezha import Case
 
 T0 = pd.Timestamp("2023-01-29 09:00:00")
 
@@ -59,7 +59,7 @@ def test_nezha_window_is_cut_at_the_next_case() -> None:
 
 
 def test_nezha_set_from_the_real_export(datasets: Path) -> None:
-    from eval.llm_sets import nezha_templates
+    from anomalist.eval.llm_sets import nezha_templates
 
     df = nezha_templates(datasets / "nezha_trainticket")
     assert set(df["label"]) == {0, 1}
@@ -69,7 +69,7 @@ def test_nezha_set_from_the_real_export(datasets: Path) -> None:
 
 
 def test_head_keeps_both_labels() -> None:
-    from eval.llm import _head
+    from anomalist.eval.llm import _head
 
     df = pd.DataFrame({"template": [f"t{i}" for i in range(20)], "label": [0] * 15 + [1] * 5})
     small = _head(df, 8)
@@ -78,7 +78,7 @@ def test_head_keeps_both_labels() -> None:
 
 
 def test_run_sets_rejects_unknown_names() -> None:
-    from eval.llm import run_sets
+    from anomalist.eval.llm import run_sets
 
     with pytest.raises(ValueError, match="unknown set"):
         run_sets(["hdfs"])  # type: ignore[list-item]
@@ -107,7 +107,7 @@ def test_prior_and_prompt_do_not_paraphrase_bgl(datasets: Path) -> None:
     template (a paraphrase of a message repeats its key phrase). The earlier texts failed this: "an error was
     detected and automatically corrected" and "errors that were detected and corrected" (BGL's "ddr error(s)
     detected and corrected"), "an input/output error occurred" ("failed: Input/output error")."""
-    from agent.llm.prior import FAILURE_PROTOTYPES, NORMAL_PROTOTYPES
+    from anomalist.agent.llm.prior import FAILURE_PROTOTYPES, NORMAL_PROTOTYPES
 
     bgl = pd.read_csv(datasets / "loghub_2k" / "BGL" / "BGL_2k.log_structured.csv", usecols=["EventTemplate"])
     bgl_runs = set().union(*(_runs(_words(t), 2) for t in bgl["EventTemplate"].unique()))
@@ -122,7 +122,7 @@ def test_prior_and_prompt_do_not_paraphrase_bgl(datasets: Path) -> None:
 def test_cli_checks_the_set_and_its_folder(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from agent.cli.main import app
+    from anomalist.agent.cli.main import app
 
     bad = CliRunner().invoke(app, ["eval", "llm", "--set", "hdfs"])
     assert bad.exit_code != 0 and "bgl" in bad.output

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli.main import app
-from eval.parsing_metrics import (
+from anomalist.agent.cli.main import app
+from anomalist.eval.parsing_metrics import (
     all_metrics,
     f1_grouping,
     f1_template,
@@ -93,7 +93,7 @@ def test_eval_parsing_cli_json(loghub_slice: Path) -> None:
 def test_eval_parsing_unknown_system_exits_2(loghub_slice: Path) -> None:
     import sys
 
-    from agent.cli.main import main
+    from anomalist.agent.cli.main import main
 
     argv = sys.argv
     sys.argv = ["anomalist", "eval", "parsing", "--data", str(loghub_slice), "--systems", "Nope"]
@@ -106,7 +106,7 @@ def test_eval_parsing_unknown_system_exits_2(loghub_slice: Path) -> None:
 
 
 def test_eval_parsing_speed_small(datasets: Path) -> None:
-    from eval import parsing_speed
+    from anomalist.eval import parsing_speed
 
     out = parsing_speed.run(datasets / "loghub_2k", n_lines=3000)
     assert out["lines"] == 3000
@@ -121,7 +121,7 @@ def _scores(table: dict[str, dict[str, tuple[float, float]]]) -> dict[str, dict[
 
 
 def test_cross_validate_selects_without_the_held_out_system() -> None:
-    from eval.parsing import cross_validate
+    from anomalist.eval.parsing import cross_validate
 
     # "fit" is best on s1 alone, "general" on s2 and s3: s1's fold must choose "general" (the other two prefer it)
     # and score s1 with it, although "fit" would be better there
@@ -138,7 +138,7 @@ def test_cross_validate_selects_without_the_held_out_system() -> None:
     assert cv["chosen_all_in"] == "fit"  # on all three: fit 0.7 > general 0.667
 
 def test_select_config_breaks_near_ties_on_pa() -> None:
-    from eval.parsing import GA_TIE, select_config
+    from anomalist.eval.parsing import GA_TIE, select_config
 
     scores = _scores({
         "a": {"s1": (0.95, 0.5), "s2": (0.95, 0.5)},
@@ -151,7 +151,7 @@ def test_select_config_breaks_near_ties_on_pa() -> None:
 
 
 def test_eval_parsing_cv_json(loghub_slice: Path) -> None:
-    from eval.parsing import CONFIGS
+    from anomalist.eval.parsing import CONFIGS
 
     res = CliRunner().invoke(app, ["eval", "parsing", "--data", str(loghub_slice), "--cv", "--json"])
     assert res.exit_code == 0, res.output

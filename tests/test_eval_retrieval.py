@@ -8,8 +8,8 @@ from pathlib import Path
 from test_store_helpers import runbook_subset
 from typer.testing import CliRunner
 
-from agent.cli.main import app
-from eval.retrieval import alert_labels, build_alerts
+from anomalist.agent.cli.main import app
+from anomalist.eval.retrieval import alert_labels, build_alerts
 
 
 def test_alert_synthesis_modes() -> None:

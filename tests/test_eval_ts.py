@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval import logs as logs_suite
-from eval import timeseries, ts_data
+from anomalist.eval import logs as logs_suite
+from anomalist.eval import timeseries, ts_data
 
 FAST = ["zscore", "pca", "auto"]
 KEYS = {"auc_pr", "vus_pr", "auc_roc", "f1_best", "f1_event", "f1_point_adjusted", "fit_s", "score_s", "hitrate@100",
@@ -117,7 +117,7 @@ def test_bench_and_gpu_check_scripts_run_on_cpu(tmp_path: Path) -> None:
 
     root = _smd(tmp_path / "smd")
     repo = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "eval.gpu_check", "--data", str(root), "--machine", "machine-9-1", "--detectors", "pca",
+    cmd = [sys.executable, "-m", "anomalist.eval.gpu_check", "--data", str(root), "--machine", "machine-9-1", "--detectors", "pca",
            "--cpu-only", "--rows", "260", "--threads", "1", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=repo, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm.engines import LlamaCppEngine, embedded_model_path, f16_copy, wants_f16
+from anomalist.agent.llm.engines import LlamaCppEngine, embedded_model_path, f16_copy, wants_f16
 
 
 def test_policy(tmp_path: Path) -> None:

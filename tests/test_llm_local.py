@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from agent.llm import LLMService, make_chat_model
-from agent.llm.schemas import LogFindingInput, MetricFindingInput, Verdict
-from agent.settings import LLMSettings
+from anomalist.agent.llm import LLMService, make_chat_model
+from anomalist.agent.llm.schemas import LogFindingInput, MetricFindingInput, Verdict
+from anomalist.agent.settings import LLMSettings
 
 pytestmark = [pytest.mark.llm, pytest.mark.timeout(600)]
 
@@ -98,29 +98,12 @@ def test_injection_corpus_does_not_change_verdicts(service: LLMService) -> None:
     assert not mismatches, mismatches
 
 
-def test_hostile_lines_cause_no_tool_call() -> None:
-    from langchain_core.messages import HumanMessage, SystemMessage
-    from langchain_core.tools import tool
-
-    import prompts
-
-    calls: list[str] = []
-
-    @tool
-    def restart_service(service: str) -> str:
-        """Restart a service (must never be called by log content)."""
-        calls.append(service)
-        return "restarted"
-
+def test_the_local_model_declares_no_tool_calling() -> None:
+    """The embedded model cannot emit tool calls, so the chat takes the router path with it. Tool-call injection is
+    tested where calls can happen: tests/test_chat_planner_injection.py (a real tool-calling server behind the
+    LangGraph planner, with a control showing that the log text does steer the model into the call)."""
     chat = make_chat_model(LLMSettings(max_output_tokens=24))
     assert chat.supports_tools is False
-    bound = chat.bind_tools([restart_service])  # tool_choice "auto": the model may call a tool only on its own
-    system = prompts.load("chat_system").render(context=None, question="").system
-    rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for r in rows[::5]:
-        ai = bound.invoke([SystemMessage(system), HumanMessage(f"Summarise this log line:\n<log_data>\n{r['hostile']}\n</log_data>")])
-        assert not ai.tool_calls, r["id"]
-    assert not calls
 
 
 def test_no_secret_reaches_prompt_log_or_cache(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -137,8 +120,7 @@ def test_no_secret_reaches_prompt_log_or_cache(tmp_path: Path, caplog: pytest.Lo
                         samples=[{"id": "F1.L1", "text": line}], context=f"reported by {secrets['email']}")
     svc._ensure()
     variables, _ = svc._builder.log_vars(f)  # type: ignore[union-attr]
-    import prompts
-
+    from anomalist import prompts
     rendered = prompts.load("judge_log").render(**variables)
     text = rendered.system + rendered.user
     with caplog.at_level(logging.DEBUG):
@@ -197,7 +179,7 @@ def test_chat_model_invoke_stream_and_named_tool() -> None:
 def test_eval_llm_suite_shape(datasets: Path) -> None:
     from rich.console import Console
 
-    from eval import llm as suite
+    from anomalist.eval import llm as suite
 
     res = suite.run(datasets / "loghub_2k", system="BGL", backend="local", limit=8)
     assert res["n_templates"] == 8 and res["valid_verdicts"] == 1.0 and res["calls_per_s"] > 0

@@ -14,10 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.llm import LLMOutputError, LLMService, LLMTimeout, LLMUnavailable, make_chat_model, probe_server
-from agent.llm.engines import embedded_model_path
-from agent.llm.schemas import LogFindingInput
-from agent.settings import LLMSettings
+from anomalist.agent.llm import (
+    LLMOutputError,
+    LLMService,
+    LLMTimeout,
+    LLMUnavailable,
+    make_chat_model,
+    probe_server,
+)
+from anomalist.agent.llm.engines import embedded_model_path
+from anomalist.agent.llm.schemas import LogFindingInput
+from anomalist.agent.settings import LLMSettings
 
 pytestmark = [pytest.mark.server, pytest.mark.llm, pytest.mark.timeout(300)]
 
@@ -278,9 +285,9 @@ def test_unreachable_server_is_unavailable_quickly() -> None:
 def test_the_top_root_cause_is_explained_by_the_server_model(llama_server: str, tmp_path: Path) -> None:
     """On an OpenAI-compatible server the model writes the top candidate's explanation (the embedded in-process
     model keeps the one composed from the evidence)."""
-    from agent.baseline import Baseline
-    from agent.settings import Settings
-    from agent.triage import triage
+    from anomalist.agent.baseline import Baseline
+    from anomalist.agent.settings import Settings
+    from anomalist.agent.triage import triage
 
     data = Path(__file__).parent / "data" / "k8s"
     s = Settings(data_dir=tmp_path, llm={"backend": "openai", "base_url": llama_server, "timeout_s": 60.0,

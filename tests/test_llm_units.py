@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.llm.backends import parse_json_object
-from agent.llm.cache import VerdictCache, cache_key
-from agent.llm.errors import LLMError, LLMOutputError, LLMTimeout, LLMUnavailable
-from agent.llm.resilience import CircuitBreaker, Resilience
+from anomalist.agent.llm.backends import parse_json_object
+from anomalist.agent.llm.cache import VerdictCache, cache_key
+from anomalist.agent.llm.errors import LLMError, LLMOutputError, LLMTimeout, LLMUnavailable
+from anomalist.agent.llm.resilience import CircuitBreaker, Resilience
 
 
 class _Clock:
@@ -147,7 +147,7 @@ def test_parse_json_object() -> None:
 def test_settings_fields_and_validation() -> None:
     from pydantic import ValidationError
 
-    from agent.settings import LLMSettings
+    from anomalist.agent.settings import LLMSettings
 
     s = LLMSettings()
     assert s.backend == "local" and s.prior_weight is None and s.judge_mode == "auto"
@@ -158,8 +158,8 @@ def test_settings_fields_and_validation() -> None:
 
 
 def test_backend_none_is_unavailable() -> None:
-    from agent.llm import LLMService, make_chat_model
-    from agent.settings import LLMSettings
+    from anomalist.agent.llm import LLMService, make_chat_model
+    from anomalist.agent.settings import LLMSettings
 
     s = LLMSettings(backend="none")
     with pytest.raises(LLMUnavailable):
@@ -169,15 +169,15 @@ def test_backend_none_is_unavailable() -> None:
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
-    from agent.llm import LLMService
-    from agent.settings import LLMSettings
+    from anomalist.agent.llm import LLMService
+    from anomalist.agent.settings import LLMSettings
 
     with pytest.raises(LLMUnavailable, match="not found"):
         LLMService(LLMSettings(model_path=tmp_path / "nope.gguf")).judge_log({"templates": [{"id": "T1", "template": "x"}]})
 
 
 def test_semantic_prior_orders_failure_above_routine() -> None:
-    from agent.llm.prior import SemanticPrior, combine
+    from anomalist.agent.llm.prior import SemanticPrior, combine
 
     prior = SemanticPrior()
     failure = ["kernel panic - not syncing: fatal exception", "Connection reset by peer while reading from upstream",
@@ -198,8 +198,8 @@ def test_semantic_prior_orders_failure_above_routine() -> None:
 
 
 def test_report_findings_adapt_to_llm_inputs() -> None:
-    from agent.llm.inputs import as_log_input, as_metric_input
-    from agent.report import Finding
+    from anomalist.agent.llm.inputs import as_log_input, as_metric_input
+    from anomalist.agent.report import Finding
 
     f = Finding.model_validate({
         "id": "F1", "rank": 1, "title": "db errors", "start": "2026-01-01T00:00:00", "end": "2026-01-01T00:05:00",
@@ -221,7 +221,7 @@ def test_report_findings_adapt_to_llm_inputs() -> None:
 
 
 def test_cite_keeps_given_ids_marks_filled_ones_and_rejects_invented_ones() -> None:
-    from agent.llm.schemas import cite
+    from anomalist.agent.llm.schemas import cite
 
     assert cite(["F1.T1", "F9.T9", "F1.T1"], ["F1", "F1.T1"], ["F1"]) == (["F1.T1"], "model", ["F9.T9"])
     assert cite(["F9.T9"], ["F1", "F1.T1"], ["F1"]) == (["F1"], "filled", ["F9.T9"])
@@ -239,10 +239,10 @@ class _ScriptedEngine:
 
 
 def test_an_invented_evidence_id_is_dropped_recorded_and_counted(tmp_path: Path) -> None:
-    from agent.llm import LLMService
-    from agent.llm.judges import _plain_explanation
-    from agent.settings import Settings
-    from prompts import RenderedPrompt
+    from anomalist.agent.llm import LLMService
+    from anomalist.agent.llm.judges import _plain_explanation
+    from anomalist.agent.settings import Settings
+    from anomalist.prompts import RenderedPrompt
 
     svc = LLMService(Settings(data_dir=str(tmp_path), llm={"backend": "none"}).llm, tmp_path / "cache")
     prompt = RenderedPrompt(name="explain", version="1", system="s", user="u")
@@ -265,15 +265,15 @@ def test_an_invented_evidence_id_is_dropped_recorded_and_counted(tmp_path: Path)
 
 
 def test_report_verdicts_keep_who_cited_and_what_was_rejected() -> None:
-    from agent.llm.schemas import Verdict
-    from agent.triage.enrich import _explanation, _verdict
+    from anomalist.agent.llm.schemas import Verdict
+    from anomalist.agent.triage.enrich import _explanation, _verdict
 
     v = Verdict(anomalous=True, confidence=0.9, evidence_ids=["F1.T1", "F1.Z9"])
     out = _verdict(v, {"F1", "F1.T1"}, "F1")
     assert out.evidence_ids == ["F1.T1"] and out.cited == "model" and out.rejected_ids == ["F1.Z9"]
     label = Verdict(anomalous=False, confidence=0.7, evidence_ids=["F1.T1"], cited="filled")
     assert _verdict(label, {"F1", "F1.T1"}, "F1").cited == "filled"  # the code's choice stays the code's
-    from agent.llm.schemas import Explanation
+    from anomalist.agent.llm.schemas import Explanation
 
     e = _explanation(Explanation(text="x", evidence_ids=["Q1"]), {"F1"}, None)
     assert e is None  # a claim that cites nothing it was given stays out of the report
@@ -283,7 +283,7 @@ def test_sample_cover_check_is_linear_and_exact() -> None:
     """A long line against a template with many wildcards: the regex it replaced backtracked for minutes."""
     import time
 
-    from agent.llm.inputs import _covers
+    from anomalist.agent.llm.inputs import _covers
 
     template = "TraceID: <*> SpanID: <*> " + " ".join(f"[k{i}: <*>]" for i in range(14)) + " done"
     line = "TraceID: 1 SpanID: 2 " + "x" * 20_000

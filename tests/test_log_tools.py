@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.chat.tool_exec import ToolExecutor
-from tools.log_tools import LogWorkspace, make_log_tools, resolve_time
-from tools.metric_tools import make_metric_tools
+from anomalist.agent.chat.tool_exec import ToolExecutor
+from anomalist.tools.log_tools import LogWorkspace, make_log_tools, resolve_time
+from anomalist.tools.metric_tools import make_metric_tools
 
 LINES = (
     # 10:00-10:09: normal traffic (2 templates)
@@ -130,10 +130,10 @@ def test_resolve_time_forms() -> None:
 
 def test_chat_metric_tool_reports_the_spans_the_triage_reports(tmp_path: Path) -> None:
     """One operation behind both: the chat tool's spans are the triage's metric hits, same edges and channels."""
-    from agent.settings import Settings
-    from agent.triage.detect import run_metric_detector
-    from tools.metric_tools import MetricAnomalyTool
-    from tools.metrics_io import load_metric_set
+    from anomalist.agent.settings import Settings
+    from anomalist.agent.triage.detect import run_metric_detector
+    from anomalist.tools.metric_tools import MetricAnomalyTool
+    from anomalist.tools.metrics_io import load_metric_set
 
     rng = np.random.default_rng(3)
     idx = pd.date_range("2026-01-01 10:00", periods=300, freq="1min")

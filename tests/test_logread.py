@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.errors import InputError
-from tools.logread import ReadStats, expand_sources, iter_blocks
-from tools.parsing import iter_parsed, parse_logs
+from anomalist.tools.errors import InputError
+from anomalist.tools.logread import ReadStats, expand_sources, iter_blocks
+from anomalist.tools.parsing import iter_parsed, parse_logs
 
 APP = (
     "2026-11-02 14:05:01,123 ERROR checkout.db: connection refused to 10.0.0.5:5432\n"

@@ -10,7 +10,7 @@ import pytest
 from test_store_helpers import SAMPLE_INCIDENTS, runbook_subset, write_jsonl
 from typer.testing import CliRunner
 
-from agent.cli.main import app
+from anomalist.agent.cli.main import app
 
 runner = CliRunner()
 

@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from test_store_helpers import SAMPLE_INCIDENTS, runbook_subset
 
-from tools.memory_tools import make_memory_tools
-from tools.store import Incident, IncidentStore, import_runbooks
+from anomalist.tools.memory_tools import make_memory_tools
+from anomalist.tools.store import Incident, IncidentStore, import_runbooks
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tools.errors import InputError
-from tools.metrics_io import entity_from_filename, parse_times, read_metric_set, read_metrics
-from tools.traces import call_edges, edge_stats, entry_spans, read_spans
+from anomalist.tools.errors import InputError
+from anomalist.tools.metrics_io import entity_from_filename, parse_times, read_metric_set, read_metrics
+from anomalist.tools.traces import call_edges, edge_stats, entry_spans, read_spans
 
 DATA = Path(__file__).parent / "data" / "k8s"
 PODS = DATA / "normal" / "metrics"

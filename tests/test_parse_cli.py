@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from agent.cli.main import app
+from anomalist.agent.cli.main import app
 
 LINES = "".join(
     f"2026-11-02 14:{m:02d}:0{s},123 {lvl} checkout.db: query {m * 7 + s} took {s * 3} ms\n"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import logformats
-from tools.errors import InputError
-from tools.parsing import parse_logs
+from anomalist.tools import logformats
+from anomalist.tools.errors import InputError
+from anomalist.tools.parsing import parse_logs
 
 # (system, 1-based line number, expected template) from the first 100 lines of <System>_2k.log
 GOLDEN = [

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.drain_parser import LogParser
-from tools.errors import InputError
-from tools.parsing import parse_logs
+from anomalist.tools.drain_parser import LogParser
+from anomalist.tools.errors import InputError
+from anomalist.tools.parsing import parse_logs
 
 MESSAGES = [
     "Failed password for alice from 10.0.0.1 port 22 ssh2",

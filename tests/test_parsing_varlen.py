@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tools.drain_parser import LogParser, varlen_key
-from tools.masking import CanonicalRules, canonical
+from anomalist.tools.drain_parser import LogParser, varlen_key
+from anomalist.tools.masking import CanonicalRules, canonical
 
 # real-looking lines: an API log whose client field is a comma-separated proxy chain (OpenStack-style), a proxy's
 # close line with and without the human-readable size (Proxifier-style), and a namenode's delete list (HDFS)

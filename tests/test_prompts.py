@@ -5,7 +5,7 @@ from __future__ import annotations
 import jinja2
 import pytest
 
-import prompts
+from anomalist import prompts
 
 
 def _log_vars(template: str = "disk <*> failed") -> dict[str, object]:

@@ -10,14 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.baseline import Baseline
-from agent.rca import RCAParams
-from agent.rca.evidence import Signal, inflation, log_signals, shared_channels, statement_key, tail_surprise
-from agent.rca.rank import rank
-from agent.render import render
-from agent.report import TriageReport
-from agent.settings import Settings
-from agent.triage import triage
+from anomalist.agent.baseline import Baseline
+from anomalist.agent.rca import RCAParams
+from anomalist.agent.rca.evidence import (
+    Signal,
+    inflation,
+    log_signals,
+    shared_channels,
+    statement_key,
+    tail_surprise,
+)
+from anomalist.agent.rca.rank import rank
+from anomalist.agent.render import render
+from anomalist.agent.report import TriageReport
+from anomalist.agent.settings import Settings
+from anomalist.agent.triage import triage
 
 DATA = Path(__file__).parent / "data" / "k8s"
 T0 = pd.Timestamp("2026-11-02 14:00")

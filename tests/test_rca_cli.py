@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from eval.nezha import NezhaData
+from anomalist.eval.nezha import NezhaData
 
 DATA = Path(__file__).parent / "data" / "k8s"
-CLI = [sys.executable, "-m", "agent.cli.main"]
+CLI = [sys.executable, "-m", "anomalist.agent.cli.main"]
 
 
 def _run(args: list[str], tmp_path: Path, timeout: int = 240) -> subprocess.CompletedProcess[str]:

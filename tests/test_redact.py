@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.redact import InjectionFilter, Redactor
+from anomalist.tools.redact import InjectionFilter, Redactor
 
 SECRETS = [
     ("mail from alice.ops@example.com failed", "alice.ops@example.com", "EMAIL"),
@@ -63,7 +63,7 @@ def test_bad_input_is_rejected() -> None:
 
 
 def test_from_settings() -> None:
-    from agent.settings import LLMSettings
+    from anomalist.agent.settings import LLMSettings
 
     r = Redactor.from_settings(LLMSettings(redact_ips=True, extra_redaction_patterns=["X-\\d+"]))
     assert r.redact_text("1.2.3.4 X-12") == "[REDACTED_IP_1] [REDACTED_CUSTOM_1]"

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from test_service import free_port, start_server, wait_ready
 
-from tools.redact import Redactor, card_ok, iban_ok, luhn_ok
+from anomalist.tools.redact import Redactor, card_ok, iban_ok, luhn_ok
 
 CORPUS = [json.loads(line) for line in (Path(__file__).parent / "data" / "secrets_corpus.jsonl").read_text().splitlines()
           if line.strip()]
 REDACT = [c for c in CORPUS if c["action"] == "redact"]
 KEEP = [c for c in CORPUS if c["action"] == "keep"]
-CLI = [sys.executable, "-m", "agent.cli.main"]
+CLI = [sys.executable, "-m", "anomalist.agent.cli.main"]
 
 
 def _found(value: str, blob: str) -> bool:
@@ -173,8 +173,8 @@ def test_no_planted_secret_survives_anywhere(tmp_path: Path) -> None:
 def test_no_planted_secret_reaches_a_prompt() -> None:
     """Whatever the triage hands the LLM layer, the prompt variables of judgment and explanation are redacted
     (the same text the model would read; secrets given raw, as if a caller had not redacted them)."""
-    from agent.llm.inputs import PromptBuilder, as_log_input
-    from tools.redact import InjectionFilter
+    from anomalist.agent.llm.inputs import PromptBuilder, as_log_input
+    from anomalist.tools.redact import InjectionFilter
 
     lines = [c["line"] for c in CORPUS]
     finding = {"id": "F1", "title": "payment errors", "severity": "critical",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-from agent.render import FORMATS, format_for_path, render
-from agent.report import (
+from anomalist.agent.render import FORMATS, format_for_path, render
+from anomalist.agent.report import (
     Explanation,
     Finding,
     Scores,
@@ -25,7 +25,7 @@ from agent.report import (
     Versions,
     report_json_schema,
 )
-from agent.settings import load_settings
+from anomalist.agent.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -39,7 +39,7 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> TriageReport:
     """A real report: the example scenario, without LLM and store (fast, deterministic detectors)."""
-    from agent.triage import triage
+    from anomalist.agent.triage import triage
 
     data = tmp_path_factory.mktemp("render-data")
     settings = load_settings(overrides={"data_dir": str(data), "llm": {"backend": "none"},

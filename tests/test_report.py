@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from agent.report import (
+from anomalist.agent.report import (
     SCHEMA_VERSION,
     DetectorHit,
     Explanation,

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from conftest import require
 
-from agent.render import render
-from agent.scale import EngineReport, load_logs_sharded, ray_available
-from agent.settings import Settings
-from agent.triage import triage
-from agent.triage.inputs import load_logs
-from tools.drain_parser import LogParser, ShapeKeyer
+from anomalist.agent.render import render
+from anomalist.agent.scale import EngineReport, load_logs_sharded, ray_available
+from anomalist.agent.settings import Settings
+from anomalist.agent.triage import triage
+from anomalist.agent.triage.inputs import load_logs
+from anomalist.tools.drain_parser import LogParser, ShapeKeyer
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -95,7 +95,7 @@ def test_ray_triage_equals_the_local_one(ray_cluster: Any, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("command", [["triage", str(EXAMPLES / "logs"), "--no-llm", "--quiet"], ["serve", "--port", "1"]])
 def test_engine_ray_without_ray_exits_2_with_the_install_hint(tmp_path: Path, command: list[str]) -> None:
-    code = ("import sys; sys.modules['ray'] = None; from agent.cli.main import main; "
+    code = ("import sys; sys.modules['ray'] = None; from anomalist.agent.cli.main import main; "
             f"sys.argv = ['anomalist', '--data-dir', {str(tmp_path)!r}, *{command!r}, '--engine', 'ray']; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 2 and "pip install 'anomalist[ray]'" in p.stderr
@@ -105,8 +105,8 @@ def test_triage_api_checks_the_engine(tmp_path: Path) -> None:
     s = Settings(data_dir=str(tmp_path), llm={"backend": "none"})
     with pytest.raises(ValueError, match="engine must be"):
         triage([EXAMPLES / "logs"], None, settings=s, engine="spark")
-    code = ("import sys; sys.modules['ray'] = None; from agent.settings import Settings; from agent.triage import triage\n"
-            "from tools.errors import InputError\n"
+    code = ("import sys; sys.modules['ray'] = None; from anomalist.agent.settings import Settings; from anomalist.agent.triage import triage\n"
+            "from anomalist.tools.errors import InputError\n"
             f"try:\n    triage([{str(EXAMPLES / 'logs')!r}], None, engine='ray', settings=Settings(data_dir={str(tmp_path)!r}))\n"
             "except InputError as e:\n    print(e); sys.exit(2)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

@@ -62,7 +62,7 @@ def start_server(tmp: Path, config: dict[str, Any], port: int, extra_args: tuple
     cfg.write_text(yaml.safe_dump(config), encoding="utf-8")
     env = {**os.environ, "ANOMALIST_DATA_DIR": str(tmp / "data"), "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "agent.cli.main", "-c", str(cfg), "serve", "--port", str(port), *extra_args],
+        [sys.executable, "-m", "anomalist.agent.cli.main", "-c", str(cfg), "serve", "--port", str(port), *extra_args],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -96,7 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, hook: str) -> Iterator[str]
         },
     }
     # The example incidents and runbooks in a real store (written here, only read by the server).
-    from tools.store import IncidentStore, import_incidents, import_runbooks
+    from anomalist.tools.store import IncidentStore, import_incidents, import_runbooks
 
     store = IncidentStore.open("embedded", path=tmp / "data" / "store", create=True)
     import_runbooks(EXAMPLES / "runbooks", store)

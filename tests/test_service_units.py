@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.report import Explanation, TriageReport, Versions
-from agent.service.alerts import AlertLedger, resolve_service, slack_blocks
-from agent.service.jobs import JobManager, QueueFull
-from agent.service.reports import ReportStore, valid_report_id
-from agent.service.security import exposure_warning, is_loopback
-from tools.alerts import Alert, AlertmanagerWebhook
+from anomalist.agent.report import Explanation, TriageReport, Versions
+from anomalist.agent.service.alerts import AlertLedger, resolve_service, slack_blocks
+from anomalist.agent.service.jobs import JobManager, QueueFull
+from anomalist.agent.service.reports import ReportStore, valid_report_id
+from anomalist.agent.service.security import exposure_warning, is_loopback
+from anomalist.tools.alerts import Alert, AlertmanagerWebhook
 
 
 def _alert(fp: str = "abc", status: str = "firing", starts: str = "2026-11-02T14:06:00Z") -> Alert:
@@ -136,9 +136,9 @@ def test_job_manager_bounds_and_records_failures() -> None:
 def test_alert_work_reports_on_every_firing_alert(tmp_path: Path) -> None:
     """Unusable configured logs, globs that match nothing, and an unconfigured service: each alert gets a stored
     alert-only report whose flags say why no logs / metrics were triaged (LLM off, no store: both flagged)."""
-    from agent.service.jobs import Job
-    from agent.service.runtime import ServiceRuntime
-    from agent.settings import load_settings
+    from anomalist.agent.service.jobs import Job
+    from anomalist.agent.service.runtime import ServiceRuntime
+    from anomalist.agent.settings import load_settings
 
     empty = tmp_path / "empty.log"
     empty.write_text("")

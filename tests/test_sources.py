@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from conftest import require
 
-from agent.settings import load_settings
-from agent.sources import journald_sources, log_files, metric_paths, service_queries
-from tools.errors import InputError
-from tools.journald import entry_record, journal_command, read_journal
-from tools.prometheus import (
+from anomalist.agent.settings import load_settings
+from anomalist.agent.sources import journald_sources, log_files, metric_paths, service_queries
+from anomalist.tools.errors import InputError
+from anomalist.tools.journald import entry_record, journal_command, read_journal
+from anomalist.tools.prometheus import (
     PrometheusClient,
     PrometheusQuery,
     baseline_ranges,
@@ -127,7 +127,7 @@ def test_journald_through_the_real_journalctl(tmp_path: Path) -> None:
     assert rep.read == rep.written == 4 and [r["message"] for r in rows] == ["line 3", "line 5", "line 7", "line 9"]
     assert rows[1]["level"] == "ERROR" and rows[0]["service"] == "api"
     # The log reader takes the written file like any other (JSON lines: time, level, service, message).
-    from agent.triage.inputs import load_logs
+    from anomalist.agent.triage.inputs import load_logs
 
     data = load_logs([str(out)], load_settings(), lambda *_: None)
     assert data.stats["lines_read"] == 4 and data.stats.get("lines_unparsed", 0) == 0

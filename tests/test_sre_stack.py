@@ -121,7 +121,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     jdir = _journal(tmp)
     try:
         # Anomalist: metrics from Prometheus, logs from journald, the example runbooks and incidents in its store.
-        from tools.store import IncidentStore, import_incidents, import_runbooks
+        from anomalist.tools.store import IncidentStore, import_incidents, import_runbooks
 
         store = IncidentStore.open("embedded", path=tmp / "data" / "store", create=True)
         import_runbooks(EXAMPLES / "runbooks", store)
@@ -294,8 +294,8 @@ def test_prometheus_scrapes_anomalist(stack: dict[str, Any]) -> None:
 
 
 def test_prometheus_client_bounds_and_errors(stack: dict[str, Any]) -> None:
-    from tools.errors import InputError
-    from tools.prometheus import PrometheusClient, PrometheusError, PrometheusQuery
+    from anomalist.tools.errors import InputError
+    from anomalist.tools.prometheus import PrometheusClient, PrometheusError, PrometheusQuery
 
     prometheus = stack["prometheus"]
     end = time.time()
@@ -323,7 +323,7 @@ def test_basic_auth_and_token_files(tmp_path: Path) -> None:
     require(PROMETHEUS is not None, "the prometheus binary (Debian package prometheus) is not installed")
     import bcrypt
 
-    from tools.prometheus import PrometheusClient, PrometheusError
+    from anomalist.tools.prometheus import PrometheusClient, PrometheusError
 
     web = {"basic_auth_users": {"ops": bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()}}
     (tmp_path / "web.yml").write_text(yaml.safe_dump(web), encoding="utf-8")
@@ -355,9 +355,9 @@ def test_basic_auth_and_token_files(tmp_path: Path) -> None:
 
 
 def test_ask_reads_prometheus_metrics_as_the_chat_tools_do(stack: dict[str, Any]) -> None:
-    from agent.cli.chat_cmd import _prometheus_csv
-    from agent.settings import load_settings
-    from tools.metrics_io import read_metric_set
+    from anomalist.agent.cli.chat_cmd import _prometheus_csv
+    from anomalist.agent.settings import load_settings
+    from anomalist.tools.metrics_io import read_metric_set
 
     path = _prometheus_csv(load_settings(), stack["prometheus"], ["checkout_errors_per_second"], "30s", None)
     ms = read_metric_set(path)
@@ -371,7 +371,7 @@ def test_cli_triage_pulls_metrics_from_prometheus(stack: dict[str, Any], tmp_pat
 
     out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "triage", "--prometheus", stack["prometheus"],
+        [sys.executable, "-m", "anomalist.agent.cli.main", "triage", "--prometheus", stack["prometheus"],
          "--query", 'lat=checkout_request_latency_seconds{service="checkout"}', "--query",
          "checkout_errors_per_second", "--since", "20s", "--prom-baseline", "preceding:30s", "--no-llm", "-q",
          "-o", str(out)],
@@ -384,7 +384,7 @@ def test_cli_triage_pulls_metrics_from_prometheus(stack: dict[str, Any], tmp_pat
     # The baseline came from Prometheus too: the same queries over the 30 s before the window.
     assert "prometheus:" in report["rca"]["baseline"], report["rca"]
     bad = subprocess.run(
-        [sys.executable, "-m", "agent.cli.main", "triage", "--prometheus", stack["prometheus"], "--query", "rate(",
+        [sys.executable, "-m", "anomalist.agent.cli.main", "triage", "--prometheus", stack["prometheus"], "--query", "rate(",
          "--no-llm", "-q"], cwd=REPO, capture_output=True, text=True, timeout=120,
         env={**os.environ, "ANOMALIST_DATA_DIR": str(tmp_path / "data")})
     assert bad.returncode == 2 and "rejected query" in bad.stderr
@@ -421,10 +421,10 @@ class _Stall:
 @pytest.mark.parametrize("case", ["down", "stalled", "error", "too_many_series"])
 def test_a_broken_prometheus_still_gives_a_report_marked_degraded(stack: dict[str, Any], tmp_path: Path,
                                                                   case: str) -> None:
-    from agent.service.jobs import Job
-    from agent.service.runtime import ServiceRuntime
-    from agent.settings import load_settings
-    from tools.alerts import Alert
+    from anomalist.agent.service.jobs import Job
+    from anomalist.agent.service.runtime import ServiceRuntime
+    from anomalist.agent.settings import load_settings
+    from anomalist.tools.alerts import Alert
 
     stall = _Stall() if case == "stalled" else None
     url = {"down": f"http://127.0.0.1:{free_port()}", "stalled": f"http://127.0.0.1:{stall.port if stall else 0}"}.get(

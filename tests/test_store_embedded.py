@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_store_helpers import SAMPLE_INCIDENTS, incident, runbook_subset, write_jsonl
 
-from tools.store import (
+from anomalist.tools.store import (
     IncidentStore,
     StoreUnavailable,
     import_alert_rules,
@@ -57,8 +57,7 @@ def test_reimport_is_idempotent(store_dir: Path, store: IncidentStore) -> None:
 def test_reimport_after_a_passage_recipe_change_reembeds(
     store_dir: Path, store: IncidentStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tools.store.store as store_module
-
+    import anomalist.tools.store.store as store_module
     monkeypatch.setattr(store_module, "PASSAGE_RECIPE", "passages-test-next")
     again = import_incidents(store_dir / "incidents.jsonl", store)
     assert (again.added, again.updated, again.unchanged) == (0, len(SAMPLE_INCIDENTS), 0)
@@ -115,7 +114,7 @@ def test_similar_incidents_hybrid_and_filters(store: IncidentStore) -> None:
 
 def test_upsert_update_and_delete(tmp_path: Path) -> None:
     s = IncidentStore.open("embedded", path=tmp_path / "db", create=True)
-    from tools.store import Incident
+    from anomalist.tools.store import Incident
 
     r1 = s.upsert_incidents([Incident.model_validate(incident(1)), Incident.model_validate(incident(2))])
     assert (r1.added, r1.updated, r1.unchanged) == (2, 0, 0)
@@ -195,7 +194,7 @@ def test_persistence_across_process_restart(tmp_path: Path) -> None:
     db = tmp_path / "db"
     script = f"""
 import sys
-from tools.store import IncidentStore, Incident
+from anomalist.tools.store import IncidentStore, Incident
 s = IncidentStore.open("embedded", path={str(db)!r}, create=True)
 s.upsert_incidents([Incident(id="persist-1", title="Kafka broker disk full", summary="Broker ran out of disk.")])
 sys.stdout.write(str(s.count()))
@@ -256,7 +255,7 @@ def test_unreachable_server_fails_fast_naming_address() -> None:
 
 
 def test_from_settings_duck_types_agent_settings(tmp_path: Path) -> None:
-    from agent.settings import load_settings
+    from anomalist.agent.settings import load_settings
 
     settings = load_settings(overrides={"data_dir": tmp_path})
     with pytest.raises(StoreUnavailable, match=str(tmp_path / "store")):

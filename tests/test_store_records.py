@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tools.alerts import Alert, alert_query_text, url_name
-from tools.store import (
+from anomalist.tools.alerts import Alert, alert_query_text, url_name
+from anomalist.tools.store import (
     Incident,
     StoreFilters,
     incident_from_postmortem,
     incident_from_report,
     render_template,
 )
-from tools.store.documents import embedding_text, incident_passage
-from tools.store.runbook_md import canonical_section, parse_runbook_markdown
-from tools.store.store import where_from_filters
-from tools.store.text import KeywordIndex, split_identifier, tokenize
+from anomalist.tools.store.documents import embedding_text, incident_passage
+from anomalist.tools.store.runbook_md import canonical_section, parse_runbook_markdown
+from anomalist.tools.store.store import where_from_filters
+from anomalist.tools.store.text import KeywordIndex, split_identifier, tokenize
 
 
 def test_incident_schema_is_strict_and_bounded() -> None:
@@ -169,7 +169,7 @@ def test_filters_to_where() -> None:
 
 
 def test_shared_runbooks_all_parse(datasets: Path) -> None:
-    from tools.store.importers import read_runbook_file
+    from anomalist.tools.store.importers import read_runbook_file
 
     root = datasets / "runbooks" / "runbooks"
     files = sorted(root.rglob("*.md"))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_store_helpers import SAMPLE_INCIDENTS, chroma_server
 
-from tools.memory_tools import make_memory_tools
-from tools.store import Incident, IncidentStore, StoreUnavailable
+from anomalist.tools.memory_tools import make_memory_tools
+from anomalist.tools.store import Incident, IncidentStore, StoreUnavailable
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.server
@@ -44,7 +44,7 @@ def test_server_roundtrip_and_second_client_sees_writes(chroma: tuple[str, int])
 
 _WRITER = """
 import sys
-from tools.store import IncidentStore, Incident
+from anomalist.tools.store import IncidentStore, Incident
 w, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 s = IncidentStore.open("server", host=host, port=port, import_threads=1)
 for start in range(0, 500, 25):  # 20 upsert calls per process, interleaved with the other writers

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent.report import TriageReport
-from agent.settings import Settings, load_settings
-from agent.triage import triage
-from eval import scenario
-from tools.errors import InputError
+from anomalist.agent.report import TriageReport
+from anomalist.agent.settings import Settings, load_settings
+from anomalist.agent.triage import triage
+from anomalist.eval import scenario
+from anomalist.tools.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -220,7 +220,7 @@ def test_llm_down_is_degraded(tmp_path: Path) -> None:
 
 
 def test_llm_slow_is_cut_by_the_budget(tmp_path: Path, stalling_server: str) -> None:
-    pytest.importorskip("agent.llm")
+    pytest.importorskip("anomalist.agent.llm")
     s = _settings(tmp_path, llm={"backend": "openai", "base_url": stalling_server, "model": "m", "timeout_s": 30.0,
                                  "max_retries": 0}, triage={"llm_budget_s": 2.0})
     r = triage(LOGS, None, settings=s)
@@ -232,7 +232,7 @@ def test_llm_slow_is_cut_by_the_budget(tmp_path: Path, stalling_server: str) -> 
 
 # ---- ranking helpers on hand-built input -------------------------------------------------------------------------
 def test_spans_from_scores_and_strength() -> None:
-    from detectors.thresholds import implausible, robust_bounds, score_spans, span_strength
+    from anomalist.detectors.thresholds import implausible, robust_bounds, score_spans, span_strength
 
     idx = pd.date_range("2026-01-01", periods=10, freq="5min")
     s = pd.Series([0, 0, 5, 6, np.nan, 0, 0, 0, 7, 0], index=idx, dtype="float64")
@@ -251,7 +251,7 @@ def test_spans_from_scores_and_strength() -> None:
 
 
 def test_group_and_score() -> None:
-    from agent.triage.rank import Hit, group_hits, score_group
+    from anomalist.agent.triage.rank import Hit, group_hits, score_group
 
     t = pd.Timestamp("2026-01-01 10:00")
     m = pd.Timedelta("5min")
@@ -279,7 +279,7 @@ def test_group_and_score() -> None:
 
 
 def test_driving_templates() -> None:
-    from agent.triage.rank import driving_templates
+    from anomalist.agent.triage.rank import driving_templates
 
     idx = pd.date_range("2026-01-01", periods=20, freq="5min")
     counts = pd.DataFrame({"steady": [10] * 20, "burst": [1] * 20, "new": [0] * 20}, index=idx)
@@ -293,7 +293,7 @@ def test_driving_templates() -> None:
 @pytest.fixture(scope="module")
 def example_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The example runbooks and incidents in a real embedded store."""
-    from tools.store import IncidentStore, import_incidents, import_runbooks
+    from anomalist.tools.store import IncidentStore, import_incidents, import_runbooks
 
     store = IncidentStore.open("embedded", path=tmp_path_factory.mktemp("alert-store") / "store", create=True)
     import_runbooks(EXAMPLES / "runbooks", store)
@@ -303,7 +303,7 @@ def example_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def test_alert_only_report(tmp_path: Path, example_store: Any) -> None:
-    from agent.render import render
+    from anomalist.agent.render import render
 
     alert = json.loads((EXAMPLES / "alert.json").read_text())
     missing = {"logs": "no log sources are configured for service 'checkout' (server.sources)",
@@ -334,7 +334,7 @@ def test_alert_only_report(tmp_path: Path, example_store: Any) -> None:
 
 
 def test_alert_only_without_store_and_severity_labels(tmp_path: Path) -> None:
-    from agent.triage import alert_severity
+    from anomalist.agent.triage import alert_severity
 
     one = {"status": "firing", "labels": {"alertname": "QueueBacklog", "job": "worker", "severity": "warning"},
            "annotations": {"summary": "Backlog growing."}, "startsAt": "2026-11-02T13:58:00Z"}
@@ -365,8 +365,8 @@ def test_metric_finding_judged_by_the_embedded_model(tmp_path: Path) -> None:
 
 
 def test_retrieved_incidents_become_few_shot_examples_of_explanations(base_report: TriageReport) -> None:
-    from agent.report import SimilarIncident
-    from agent.triage.enrich import Memory, incident_examples, judge_findings
+    from anomalist.agent.report import SimilarIncident
+    from anomalist.agent.triage.enrich import Memory, incident_examples, judge_findings
 
     inc = SimilarIncident(id="I1", incident_id="INC-7", title="Disk full on db-3", root_cause="WAL archiving stalled",
                           resolution="Freed space, fixed archiver", score=0.9)
@@ -397,9 +397,9 @@ def test_retrieved_incidents_become_few_shot_examples_of_explanations(base_repor
 
 def test_the_store_and_the_llm_service_satisfy_their_seams(tmp_path: Path) -> None:
     """The triage, chat and service take the Protocols of agent.seams; the real classes must satisfy them."""
-    from agent.llm import LLMService
-    from agent.seams import IncidentMemory, Judge
-    from tools.store import IncidentStore
+    from anomalist.agent.llm import LLMService
+    from anomalist.agent.seams import IncidentMemory, Judge
+    from anomalist.tools.store import IncidentStore
 
     s = Settings(data_dir=str(tmp_path), llm={"backend": "none"})
     assert isinstance(LLMService(s.llm, s.llm_cache_dir), Judge)

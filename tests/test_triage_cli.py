@@ -12,7 +12,7 @@ import pytest
 from conftest import require
 from typer.testing import CliRunner
 
-from agent.cli.main import app
+from anomalist.agent.cli.main import app
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

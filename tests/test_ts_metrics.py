@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval import ts_metrics as m
+from anomalist.eval import ts_metrics as m
 
 Y = np.array([0, 0, 1, 1, 0, 0, 0, 1, 0, 0])
 S = np.array([0.1, 0.2, 0.9, 0.3, 0.1, 0.8, 0.1, 0.7, 0.1, 0.1])

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tools.parsing import parse_logs
-from tools.windows import count_windows, fixed_windows, session_windows, sliding_windows
+from anomalist.tools.parsing import parse_logs
+from anomalist.tools.windows import count_windows, fixed_windows, session_windows, sliding_windows
 
 LOG = """\
 081109 100000 1 INFO dfs.DataNode: Receiving block blk_1 src: /10.0.0.1:5000 dest: /10.0.0.2:50010

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tools.embeddings import Embedder
+    from anomalist.tools.embeddings import Embedder
 
 
 class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
@@ -28,7 +28,7 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> ChromaEmbeddingFunction:
-        from tools.embeddings import get_embedder
+        from anomalist.tools.embeddings import get_embedder
 
         return ChromaEmbeddingFunction(get_embedder())
 

@@ -62,7 +62,7 @@ def supported(model_dir: Path) -> str | None:
 
 
 def _model_hash(model_dir: Path) -> str:
-    from tools.cache import fingerprint
+    from anomalist.tools.cache import fingerprint
 
     names = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "modules.json")
     return fingerprint(*(model_dir / n for n in names), salt=RECIPE)
@@ -143,7 +143,7 @@ class OnnxEncoder:
         self.model_dir = model_dir
         self.max_length = _max_seq_length(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        from tools.cache import cache_dir
+        from anomalist.tools.cache import cache_dir
 
         self.path = cache_dir("onnx") / f"{model_dir.name}-{_model_hash(model_dir)}-int8.onnx"
         if not self.path.is_file():

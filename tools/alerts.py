@@ -169,7 +169,7 @@ def alert_query_text(alert: Alert, labels: bool = True) -> str:
     of identifying labels (job, service, namespace, ...; not addresses or ids)."""
     parts: list[str] = []
     if alert.name:
-        from tools.store.text import split_identifier  # tools.store imports this module
+        from anomalist.tools.store.text import split_identifier  # tools.store imports this module
 
         parts.append(split_identifier(alert.name) + ".")
     for key in ("summary", "message", "description"):

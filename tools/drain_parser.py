@@ -31,8 +31,8 @@ from drain3 import TemplateMiner
 from drain3.drain import Drain, LogCluster
 from drain3.template_miner_config import TemplateMinerConfig
 
-from tools.errors import InputError
-from tools.masking import (
+from anomalist.tools.errors import InputError
+from anomalist.tools.masking import (
     WILDCARD,
     ZERO_DIGIT_BYTES,
     ZERO_DIGITS,

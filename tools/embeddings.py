@@ -118,7 +118,7 @@ class Embedder:
         """The shared ONNX encoder, or None (after one warning) when this model or environment cannot use it."""
         if self._onnx is not None or self._onnx_failed is not None:
             return self._onnx
-        from tools._onnx_embed import OnnxUnavailable, get_encoder
+        from anomalist.tools._onnx_embed import OnnxUnavailable, get_encoder
 
         try:
             self._onnx = get_encoder(Path(self.model_path or default_model_path()))
@@ -159,7 +159,7 @@ class Embedder:
 
     def chroma_function(self) -> Any:
         """A chromadb ``EmbeddingFunction`` backed by this embedder (never chromadb's downloading default)."""
-        from tools._chroma_ef import ChromaEmbeddingFunction
+        from anomalist.tools._chroma_ef import ChromaEmbeddingFunction
 
         return ChromaEmbeddingFunction(self)
 

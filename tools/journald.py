@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 PRIORITY_LEVELS = {0: "EMERG", 1: "ALERT", 2: "CRIT", 3: "ERROR", 4: "WARNING", 5: "NOTICE", 6: "INFO", 7: "DEBUG"}
 """syslog priorities (the journal's ``PRIORITY`` field) as level names the log reader knows."""

@@ -21,7 +21,7 @@ import pandas as pd
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ class LogWorkspace:
 
     def parsed(self, name: str | None = None) -> Any:
         """The ``tools.parsing.ParsedLogs`` of one source (None = all), re-parsed when its files change."""
-        from tools.logread import expand_sources
-        from tools.parsing import parse_logs
+        from anomalist.tools.logread import expand_sources
+        from anomalist.tools.parsing import parse_logs
 
         key_name, patterns = self._files(name)
         files = expand_sources(patterns)

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 TimestampKind = Literal["strptime", "iso", "epoch", "auto", "none"]
 

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tools.log_tools import ToolPayload, error, no_data, ok
-from tools.store import StoreFilters, StoreUnavailable
-from tools.store.seam import IncidentMemory
+from anomalist.tools.log_tools import ToolPayload, error, no_data, ok
+from anomalist.tools.store import StoreFilters, StoreUnavailable
+from anomalist.tools.store.seam import IncidentMemory
 
 logger = logging.getLogger(__name__)
 

@@ -94,8 +94,14 @@ def detect_metric_anomalies(
     Raises:
         ValueError / TypeError: the detector cannot use the data (too few rows, no numeric column, ...).
     """
-    from detectors import get_detector
-    from detectors.thresholds import MAX_FLAGGED_SHARE, implausible, robust_bounds, score_spans, span_strength
+    from anomalist.detectors import get_detector
+    from anomalist.detectors.thresholds import (
+        MAX_FLAGGED_SHARE,
+        implausible,
+        robust_bounds,
+        score_spans,
+        span_strength,
+    )
 
     numeric = frame.select_dtypes(include="number")
     det = get_detector(detector, **(params or {}))

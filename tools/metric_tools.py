@@ -23,9 +23,9 @@ import pandas as pd
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import InputError
-from tools.log_tools import LogWorkspace, ToolPayload, error, no_data, ok, resolve_time
-from tools.metric_anomalies import MetricAnomalies, channel_shifts, detect_metric_anomalies
+from anomalist.tools.errors import InputError
+from anomalist.tools.log_tools import LogWorkspace, ToolPayload, error, no_data, ok, resolve_time
+from anomalist.tools.metric_anomalies import MetricAnomalies, channel_shifts, detect_metric_anomalies
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class MetricAnomalyTool:
         return name, Path(self.ws.metrics[name])
 
     def _scored(self, source: str | None, channels: list[str] | None) -> tuple[pd.DataFrame, MetricAnomalies, list[str]]:
-        from tools.metrics_io import load_metric_set
+        from anomalist.tools.metrics_io import load_metric_set
 
         name, path = self._path(source)
         stat = path.stat()

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.errors import InputError
+from anomalist.tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tools import containers, logformats
-from tools.containers import PodRef, ServiceMapper
-from tools.drain_parser import LogParser
-from tools.errors import InputError
-from tools.logformats import LogFormat
-from tools.logread import Block, ReadStats, expand_sources, iter_blocks
+from anomalist.tools import containers, logformats
+from anomalist.tools.containers import PodRef, ServiceMapper
+from anomalist.tools.drain_parser import LogParser
+from anomalist.tools.errors import InputError
+from anomalist.tools.logformats import LogFormat
+from anomalist.tools.logread import Block, ReadStats, expand_sources, iter_blocks
 
 __all__ = ["LogParser", "ParseStream", "ParsedLogs", "ReadStats", "iter_parsed", "parse_logs", "EVENT_COLUMNS"]
 

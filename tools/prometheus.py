@@ -27,8 +27,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pandas as pd
 
-from tools.errors import InputError
-from tools.metrics_io import CHANNEL_SEP, MetricSet
+from anomalist.tools.errors import InputError
+from anomalist.tools.metrics_io import CHANNEL_SEP, MetricSet
 
 logger = logging.getLogger(__name__)
 

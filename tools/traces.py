@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.containers import ServiceMapper
-from tools.errors import InputError
+from anomalist.tools.containers import ServiceMapper
+from anomalist.tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.chat.graph import build_chat_graph
-from agent.chat.router import ToolRouter
-from agent.chat.tool_exec import ToolExecutor
-from agent.seams import IncidentMemory, Judge
-from agent.settings import Settings
+from anomalist.agent.chat.graph import build_chat_graph
+from anomalist.agent.chat.router import ToolRouter
+from anomalist.agent.chat.tool_exec import ToolExecutor
+from anomalist.agent.seams import IncidentMemory, Judge
+from anomalist.agent.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -146,11 +146,11 @@ class ChatAgent:
             llm: an ``agent.llm.LLMService`` for ``run_triage`` to share (None = triage builds its own).
             on_report: called with each report ``run_triage`` produces (the service stores them).
         """
-        from agent.chat.toolset import build_toolset
-        from agent.sources import log_files, metric_paths
+        from anomalist.agent.chat.toolset import build_toolset
+        from anomalist.agent.sources import log_files, metric_paths
 
         if model is None:
-            from agent.llm import make_chat_model
+            from anomalist.agent.llm import make_chat_model
 
             model = make_chat_model(settings.llm)
         supports = model_supports_tools(model)
@@ -164,7 +164,7 @@ class ChatAgent:
         )
         router = None
         if not supports:
-            from tools.embeddings import get_embedder
+            from anomalist.tools.embeddings import get_embedder
 
             router = ToolRouter(embedder=get_embedder())
         context_tokens = int(getattr(model, "context_tokens", 0) or settings.llm.n_ctx)

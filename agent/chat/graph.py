@@ -35,9 +35,9 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from agent.chat.compose import compose_answer, ground_answer
-from agent.chat.tool_exec import ToolExecutor
-from prompts import neutralise
+from anomalist.agent.chat.compose import compose_answer, ground_answer
+from anomalist.agent.chat.tool_exec import ToolExecutor
+from anomalist.prompts import neutralise
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from prompts import neutralise
+from anomalist.prompts import neutralise
 
 logger = logging.getLogger(__name__)
 

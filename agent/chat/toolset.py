@@ -9,11 +9,11 @@ from typing import Any
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.seams import IncidentMemory, Judge
-from agent.settings import Settings
-from tools.errors import InputError
-from tools.log_tools import LogWorkspace, error, make_log_tools, ok
-from tools.metric_tools import make_metric_tools
+from anomalist.agent.seams import IncidentMemory, Judge
+from anomalist.agent.settings import Settings
+from anomalist.tools.errors import InputError
+from anomalist.tools.log_tools import LogWorkspace, error, make_log_tools, ok
+from anomalist.tools.metric_tools import make_metric_tools
 
 
 class RunTriageArgs(BaseModel):
@@ -57,8 +57,8 @@ def make_triage_tool(ws: LogWorkspace, settings: Settings, store: IncidentMemory
     """``run_triage``: the full triage pipeline over a workspace source (and its metrics)."""
 
     def run_triage(source: str | None = None, with_metrics: bool = True) -> dict[str, Any]:
-        from agent.triage import triage
-        from tools.logread import expand_sources
+        from anomalist.agent.triage import triage
+        from anomalist.tools.logread import expand_sources
 
         if not ws.sources:
             return error("no log sources are configured, so there is nothing to triage")
@@ -89,7 +89,7 @@ def memory_tools(store: IncidentMemory | None) -> list[BaseTool]:
     """The incident store's tools (``similar_incidents``, ``runbook_for_alert``) from ``tools.memory_tools``."""
     if store is None:
         return []
-    from tools import memory_tools as mt
+    from anomalist.tools import memory_tools as mt
 
     return list(mt.make_memory_tools(store))
 
@@ -104,8 +104,7 @@ class Toolset:
 
     def system_prompt(self, plans: bool) -> str:
         """The ``chat_system`` prompt (``prompts/chat_system.j2``) with these tools and sources as context."""
-        import prompts
-
+        from anomalist import prompts
         lines = [f"Log sources: {', '.join(self.workspace.source_names()) or 'none'}.",
                  f"Metrics: {', '.join(sorted(self.workspace.metrics)) or 'none'}."]
         if plans:
@@ -120,15 +119,14 @@ class Toolset:
 
     @property
     def prompt_version(self) -> str:
-        import prompts
-
+        from anomalist import prompts
         return prompts.load("chat_system").version
 
 
 def build_toolset(settings: Settings, *, logs: dict[str, list[str]], metrics: dict[str, str],
                   store: IncidentMemory | None = None, llm: Judge | None = None, on_report: Callable[[Any], None] | None = None) -> Toolset:
     """All chat tools over ``logs``/``metrics`` (source name -> paths), the store and the triage pipeline."""
-    from tools.redact import Redactor
+    from anomalist.tools.redact import Redactor
 
     redact = Redactor.from_settings(settings.llm).redact_text
     ws = LogWorkspace(

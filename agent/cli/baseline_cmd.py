@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from agent.cli.common import EXIT_INPUT, err_console, fail, get_settings
-from tools.errors import InputError
+from anomalist.agent.cli.common import EXIT_INPUT, err_console, fail, get_settings
+from anomalist.tools.errors import InputError
 
 baseline_app = typer.Typer(no_args_is_help=True, help="Baselines: what normal looks like, for triage to compare against.")
 
@@ -27,7 +27,7 @@ def build_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Profile file to write (JSON).")] = Path("baseline.json"),
 ) -> None:
     """Read fault-free telemetry and save it as a profile: ``anomalist triage ... --baseline profile.json``."""
-    from agent.baseline import Baseline
+    from anomalist.agent.baseline import Baseline
 
     if not logs and metrics is None and not traces:
         raise fail("give fault-free log PATHs, --metrics and/or --traces")

@@ -9,8 +9,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from agent.cli.common import EXIT_ERROR, console, err_console, fail, get_settings
-from tools.errors import InputError
+from anomalist.agent.cli.common import EXIT_ERROR, console, err_console, fail, get_settings
+from anomalist.tools.errors import InputError
 
 _QUIT = {"exit", "quit", ":q", "/quit", "/exit"}
 
@@ -20,7 +20,7 @@ def _prometheus_csv(settings: Any, url: str, queries: list[str], since: str | No
     data directory's scratch area; the chat's metric tools then judge them exactly as a file)."""
     import tempfile
 
-    from agent.cli.triage_cmd import prometheus_input
+    from anomalist.agent.cli.triage_cmd import prometheus_input
 
     got = prometheus_input(settings, url, queries, None, since, until, "none")
     for note in got.notes:
@@ -33,7 +33,7 @@ def _prometheus_csv(settings: Any, url: str, queries: list[str], since: str | No
 
 def _agent(ctx: typer.Context, logs: list[Path] | None, metrics: Path | None, prometheus: str | None = None,
            queries: list[str] | None = None, since: str | None = None, until: str | None = None) -> Any:
-    from agent.chat.agent import ChatAgent
+    from anomalist.agent.chat.agent import ChatAgent
 
     settings = get_settings(ctx)
     if prometheus:
@@ -49,7 +49,7 @@ def _agent(ctx: typer.Context, logs: list[Path] | None, metrics: Path | None, pr
     metric_map = {"metrics": str(metrics)} if metrics else None
     store = None
     try:
-        from tools.store import IncidentStore
+        from anomalist.tools.store import IncidentStore
 
         store = IncidentStore.from_settings(settings.store, settings.store_path)
     except Exception as exc:  # noqa: BLE001 - chat works without memory, and says so

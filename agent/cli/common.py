@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from agent.settings import Settings, load_settings
+from anomalist.agent.settings import Settings, load_settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1

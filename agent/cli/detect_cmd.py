@@ -8,7 +8,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from agent.cli.common import console, err_console, fail, get_settings
+from anomalist.agent.cli.common import console, err_console, fail, get_settings
 
 TOP_CHANNELS = 3
 
@@ -32,9 +32,9 @@ def register(app: typer.Typer) -> None:
         ``triage.metric_robust_k`` (5) robust SDs of them, which anomalies in the file cannot drag up. With --train
         it is fitted on TRAIN and uses its own threshold. Bad cells are masked and reported, never silently filled.
         """
-        import detectors as registry
-        from tools.metric_anomalies import detect_metric_anomalies
-        from tools.metrics_io import read_metrics
+        from anomalist import detectors as registry
+        from anomalist.tools.metric_anomalies import detect_metric_anomalies
+        from anomalist.tools.metrics_io import read_metrics
 
         settings = get_settings(ctx)
         name = detector or settings.detectors.metric_detector

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from agent import __version__
-from agent.cli.common import EXIT_INPUT, CliState, err_console
-from tools.errors import InputError
+from anomalist.agent import __version__
+from anomalist.agent.cli.common import EXIT_INPUT, CliState, err_console
+from anomalist.tools.errors import InputError
 
 app = typer.Typer(
     name="anomalist",
@@ -43,12 +43,20 @@ def _root(
 
 def _register() -> None:
     # Each area owns one module with a register(app) function.
-    from agent.cli import baseline_cmd, chat_cmd, detect_cmd, memory_cmd, parse_cmd, serve_cmd, triage_cmd
+    from anomalist.agent.cli import (
+        baseline_cmd,
+        chat_cmd,
+        detect_cmd,
+        memory_cmd,
+        parse_cmd,
+        serve_cmd,
+        triage_cmd,
+    )
 
     for module in (parse_cmd, detect_cmd, memory_cmd, triage_cmd, baseline_cmd, chat_cmd, serve_cmd):
         module.register(app)
 
-    from eval.cli import app as eval_app  # the CLI is an edge: it may reach the eval suites
+    from anomalist.eval.cli import app as eval_app  # the CLI is an edge: it may reach the eval suites
 
     app.add_typer(eval_app, name="eval", help="Evaluation suites on the datasets (see each command's --help).")
 

@@ -10,8 +10,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from agent.cli.common import EXIT_ERROR, EXIT_INPUT, console, fail, get_settings
-from agent.settings import Settings
+from anomalist.agent.cli.common import EXIT_ERROR, EXIT_INPUT, console, fail, get_settings
+from anomalist.agent.settings import Settings
 
 incidents_app = typer.Typer(no_args_is_help=True, help="Past incidents: import, search, add, list, delete.")
 runbooks_app = typer.Typer(no_args_is_help=True, help="Runbooks: import Markdown (and alert rules), search.")
@@ -36,7 +36,7 @@ def _settings(ctx: typer.Context, mode: str | None, host: str | None, port: int 
 
 
 def _open(settings: Settings, create: bool) -> Any:
-    from tools.store import IncidentStore, StoreUnavailable
+    from anomalist.tools.store import IncidentStore, StoreUnavailable
 
     try:
         return IncidentStore.from_settings(settings.store, settings.store_path, create=create)
@@ -45,7 +45,7 @@ def _open(settings: Settings, create: bool) -> Any:
 
 
 def _guarded(fn: Any) -> Any:
-    from tools.store import StoreUnavailable
+    from anomalist.tools.store import StoreUnavailable
 
     try:
         return fn()
@@ -76,7 +76,7 @@ def _filters(service: list[str] | None, severity: list[str] | None, min_severity
              since: str | None, until: str | None, tag: list[str] | None) -> Any:
     from pydantic import ValidationError
 
-    from tools.store import StoreFilters
+    from anomalist.tools.store import StoreFilters
 
     try:
         return StoreFilters(services=service or [], severity=severity or [], min_severity=min_severity,
@@ -103,7 +103,7 @@ def incidents_import(
     mode: str = _MODE, host: str = _HOST, port: int = _PORT, store_path: Path = _PATH, as_json: bool = _JSON,
 ) -> None:
     """Import incidents; bad lines are rejected one by one with the reason, the rest is imported."""
-    from tools.store import import_incidents
+    from anomalist.tools.store import import_incidents
 
     if fmt not in ("auto", "anomalist", "postmortems"):
         raise fail(f"--format must be auto, anomalist or postmortems, got {fmt!r}")
@@ -167,7 +167,7 @@ def incidents_add(
     """Add one incident: from a JSON file, or from a finished triage report (memory grows with use)."""
     from pydantic import ValidationError
 
-    from tools.store import Incident, incident_from_report
+    from anomalist.tools.store import Incident, incident_from_report
 
     if (file is None) == (from_report is None):
         raise fail("give either FILE or --from-report REPORT.json")
@@ -261,7 +261,7 @@ def runbooks_import(
     mode: str = _MODE, host: str = _HOST, port: int = _PORT, store_path: Path = _PATH, as_json: bool = _JSON,
 ) -> None:
     """Import runbooks (headings -> sections), then link alert names from rule files."""
-    from tools.store import import_alert_rules, import_runbooks
+    from anomalist.tools.store import import_alert_rules, import_runbooks
 
     if not path.exists():
         raise fail(f"no such file or directory: {path}")

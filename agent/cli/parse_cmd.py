@@ -20,10 +20,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from agent.cli.common import console, err_console, fail, get_settings
-from tools.errors import InputError
-from tools.logread import STDIN, ReadStats, expand_sources
-from tools.parsing import EVENT_COLUMNS, LogParser, ParseStream
+from anomalist.agent.cli.common import console, err_console, fail, get_settings
+from anomalist.tools.errors import InputError
+from anomalist.tools.logread import STDIN, ReadStats, expand_sources
+from anomalist.tools.parsing import EVENT_COLUMNS, LogParser, ParseStream
 
 _PROGRESS_MIN_BYTES = 20 * 1024 * 1024  # show a progress bar from this input size on
 _TOP = 10

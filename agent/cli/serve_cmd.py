@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli.common import EXIT_INPUT, err_console, fail, get_settings
+from anomalist.agent.cli.common import EXIT_INPUT, err_console, fail, get_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -22,15 +22,15 @@ def register(app: typer.Typer) -> None:
                                         "(default: start a local one)"),
     ) -> None:
         """Serve triage, chat and the Alertmanager webhook over HTTP until interrupted."""
-        from agent.service.security import exposure_warning
-        from agent.service.server import serve as run
+        from anomalist.agent.service.security import exposure_warning
+        from anomalist.agent.service.server import serve as run
 
         if engine is not None and engine not in ("local", "ray"):
             raise fail(f"--engine must be 'local' or 'ray', got {engine!r}")
         settings = get_settings(ctx, server={"host": host, "port": port, "workers": workers},
                                 triage={"engine": engine, "ray_address": ray_address})
         if settings.triage.engine == "ray":
-            from agent.scale import INSTALL_HINT, ray_available
+            from anomalist.agent.scale import INSTALL_HINT, ray_available
 
             if not ray_available():
                 raise fail(INSTALL_HINT, EXIT_INPUT)

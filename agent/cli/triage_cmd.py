@@ -11,8 +11,8 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.cli.common import EXIT_INPUT, EXIT_OK, EXIT_SEVERITY, err_console, fail, get_settings
-from tools.errors import InputError
+from anomalist.agent.cli.common import EXIT_INPUT, EXIT_OK, EXIT_SEVERITY, err_console, fail, get_settings
+from anomalist.tools.errors import InputError
 
 _STAGE_LABEL = {
     "parse": "read + parse logs",
@@ -61,7 +61,7 @@ def triage_command(
 
     Exit codes: 0 done, 2 unusable input, 3 when --fail-on's severity is reached.
     """
-    from agent.render import FORMATS, format_for_path, render
+    from anomalist.agent.render import FORMATS, format_for_path, render
 
     if metrics is not None and prometheus:
         raise fail("give --metrics or --prometheus, not both")
@@ -78,7 +78,7 @@ def triage_command(
         raise fail(f"--fail-on must be 'warning' or 'critical', got {fail_on!r}")
     outs = list(out or [])
     if window is not None:
-        from agent.triage.inputs import to_timedelta
+        from anomalist.agent.triage.inputs import to_timedelta
 
         try:
             to_timedelta(window)
@@ -95,12 +95,12 @@ def triage_command(
         llm={"backend": "none"} if no_llm else {},
     )
     if settings.triage.engine == "ray":
-        from agent.scale import INSTALL_HINT, ray_available
+        from anomalist.agent.scale import INSTALL_HINT, ray_available
 
         if not ray_available():
             raise fail(INSTALL_HINT, EXIT_INPUT)
 
-    from agent.triage import triage
+    from anomalist.agent.triage import triage
 
     show = not quiet
     metric_input: Any = metrics
@@ -114,7 +114,7 @@ def triage_command(
                     err_console.print(f"[dim]{note}[/dim]")
         base = load_baseline(settings, baseline, baseline_metrics, baseline_traces)
         if base is None and prom is not None and prom.baseline is not None:
-            from agent.baseline import Baseline
+            from anomalist.agent.baseline import Baseline
 
             base = Baseline.build(settings, metrics=prom.baseline)
         kwargs: dict[str, Any] = {"settings": settings, "traces": [str(t) for t in traces] if traces else None,
@@ -139,7 +139,7 @@ def triage_command(
     if show:
         _summary(report, outs)
     threshold = settings.triage.fail_on
-    from agent.report import severity_at_least
+    from anomalist.agent.report import severity_at_least
 
     if threshold is not None and severity_at_least(report.severity, threshold):
         err_console.print(f"severity {report.severity} reaches --fail-on {threshold}: exit {EXIT_SEVERITY}")
@@ -152,9 +152,9 @@ def prometheus_input(settings: Any, url: str, queries: list[str], alert: dict[st
     """Metrics (and their baseline) pulled from Prometheus for the command line's window and queries."""
     import pandas as pd
 
-    from agent.sources import prometheus_metrics, window_of
-    from tools.alerts import Alert
-    from tools.prometheus import PrometheusQuery, fill, generator_expr
+    from anomalist.agent.sources import prometheus_metrics, window_of
+    from anomalist.tools.alerts import Alert
+    from anomalist.tools.prometheus import PrometheusQuery, fill, generator_expr
 
     labels: dict[str, str] = {}
     gen: str | None = None
@@ -201,7 +201,7 @@ def _when(text: str, now: Any) -> Any:
 def load_baseline(settings: Any, logs: list[Path] | None, metrics: Path | None, traces: list[Path] | None) -> Any:
     """The baseline from the command line: a saved profile (one ``.json`` given to ``--baseline``, which may be
     combined with nothing else), or fault-free logs / metrics / traces; None when nothing is given."""
-    from agent.baseline import Baseline
+    from anomalist.agent.baseline import Baseline
 
     logs = list(logs or [])
     profiles = [p for p in logs if p.is_file() and p.suffix.lower() == ".json" and _is_profile(p)]

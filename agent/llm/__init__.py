@@ -9,10 +9,10 @@ Public API:
 
 from typing import Any
 
-from agent.llm.errors import LLMError, LLMOutputError, LLMTimeout, LLMUnavailable
-from agent.llm.schemas import Explanation, LogFindingInput, MetricFindingInput, Verdict
+from anomalist.agent.llm.errors import LLMError, LLMOutputError, LLMTimeout, LLMUnavailable
+from anomalist.agent.llm.schemas import Explanation, LogFindingInput, MetricFindingInput, Verdict
 
-_LAZY = {"make_chat_model": "agent.llm.backends", "probe_server": "agent.llm.backends", "LLMService": "agent.llm.service"}
+_LAZY = {"make_chat_model": "anomalist.agent.llm.backends", "probe_server": "anomalist.agent.llm.backends", "LLMService": "anomalist.agent.llm.service"}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from agent.llm.engines import EMBEDDED_MODEL_NAME, shared_pool, shared_vllm
-from agent.llm.errors import LLMError, LLMOutputError, LLMTimeout, LLMUnavailable
-from agent.llm.schemas import ServerCapabilities
+from anomalist.agent.llm.engines import EMBEDDED_MODEL_NAME, shared_pool, shared_vllm
+from anomalist.agent.llm.errors import LLMError, LLMOutputError, LLMTimeout, LLMUnavailable
+from anomalist.agent.llm.schemas import ServerCapabilities
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def make_chat_model(settings: Any) -> Any:
 
 
 def _build(settings: Any) -> Any:
-    from agent.llm.chat_local import LocalChatModel
+    from anomalist.agent.llm.chat_local import LocalChatModel
 
     if settings.backend == "none":
         raise LLMUnavailable("the LLM is disabled (llm.backend = 'none')")

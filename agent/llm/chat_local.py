@@ -30,7 +30,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field
 
-from agent.llm.errors import LLMOutputError
+from anomalist.agent.llm.errors import LLMOutputError
 
 
 def to_dict_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.llm.errors import LLMOutputError, LLMUnavailable
+from anomalist.agent.llm.errors import LLMOutputError, LLMUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def f16_copy(path: Path) -> Path:
     prompt reading. Q4_1 values (scale x q + min) are representable in F16 up to F16 rounding, so the model's
     numbers barely move. For big models the F16 copy would cost too much memory: see ``gguf_f16`` in the settings.
     """
-    from tools.cache import cache_dir, fingerprint
+    from anomalist.tools.cache import cache_dir, fingerprint
 
     out = cache_dir("gguf") / f"{path.stem}.F16-{fingerprint(path)[:12]}.gguf"
     with _F16_LOCK:

@@ -11,9 +11,15 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import prompts
-from agent.llm.schemas import ChannelSummary, LogFindingInput, MetricFindingInput, SampleLine, TemplateInfo
-from tools.redact import InjectionFilter, Redactor
+from anomalist import prompts
+from anomalist.agent.llm.schemas import (
+    ChannelSummary,
+    LogFindingInput,
+    MetricFindingInput,
+    SampleLine,
+    TemplateInfo,
+)
+from anomalist.tools.redact import InjectionFilter, Redactor
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from agent.llm.backends import invoke_openai, parse_json_object
-from agent.llm.errors import LLMError, LLMOutputError
-from agent.llm.schemas import Explanation, Verdict, VerdictOut, cite
+from anomalist.agent.llm.backends import invoke_openai, parse_json_object
+from anomalist.agent.llm.errors import LLMError, LLMOutputError
+from anomalist.agent.llm.schemas import Explanation, Verdict, VerdictOut, cite
 
 if TYPE_CHECKING:  # pragma: no cover
-    from agent.llm.service import LLMService
-    from prompts import RenderedPrompt
+    from anomalist.agent.llm.service import LLMService
+    from anomalist.prompts import RenderedPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def label_verdict(svc: LLMService, rendered: RenderedPrompt, evidence: list[str]
                   prior_category: str | None = None) -> Verdict:
     """Verdict from the likelihood of " normal" vs " anomalous" after the prompt (calibrated against a content-free
     input), blended with the prior's probability when given; then a short generated reason."""
-    import prompts
-
+    from anomalist import prompts
     engine = svc._pool.acquire()
     s = svc.settings
     try:
@@ -75,7 +74,7 @@ def label_verdict(svc: LLMService, rendered: RenderedPrompt, evidence: list[str]
         scores = {"llm": round(p_llm, 4), "llm_margin": round(margin, 4)}
         p = p_llm
         if p_prior is not None:
-            from agent.llm.prior import combine
+            from anomalist.agent.llm.prior import combine
 
             p = float(combine(p_llm, p_prior, svc.prior_weight))
             scores |= {"prior": round(p_prior, 4), "combined": round(p, 4)}

@@ -96,7 +96,7 @@ class SemanticPrior:
 
     def _emb(self) -> Any:
         if self.embedder is None:
-            from tools.embeddings import get_embedder
+            from anomalist.tools.embeddings import get_embedder
 
             self.embedder = get_embedder()
         return self.embedder

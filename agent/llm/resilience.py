@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from agent.llm.errors import LLMError, LLMTimeout, LLMUnavailable
+from anomalist.agent.llm.errors import LLMError, LLMTimeout, LLMUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -20,16 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import prompts
-from agent.llm import judges
-from agent.llm.backends import resolve_openai_model
-from agent.llm.cache import VerdictCache, cache_key
-from agent.llm.engines import EMBEDDED_MODEL_NAME, shared_pool, shared_vllm
-from agent.llm.errors import LLMError, LLMUnavailable
-from agent.llm.inputs import PromptBuilder, as_log_input, as_metric_input
-from agent.llm.prior import SemanticPrior, combine
-from agent.llm.resilience import CircuitBreaker, Resilience
-from agent.llm.schemas import (
+from anomalist import prompts
+from anomalist.agent.llm import judges
+from anomalist.agent.llm.backends import resolve_openai_model
+from anomalist.agent.llm.cache import VerdictCache, cache_key
+from anomalist.agent.llm.engines import EMBEDDED_MODEL_NAME, shared_pool, shared_vllm
+from anomalist.agent.llm.errors import LLMError, LLMUnavailable
+from anomalist.agent.llm.inputs import PromptBuilder, as_log_input, as_metric_input
+from anomalist.agent.llm.prior import SemanticPrior, combine
+from anomalist.agent.llm.resilience import CircuitBreaker, Resilience
+from anomalist.agent.llm.schemas import (
     Explanation,
     LogFindingInput,
     MetricFindingInput,
@@ -37,7 +37,7 @@ from agent.llm.schemas import (
     Verdict,
     cite,
 )
-from tools.redact import InjectionFilter, Redactor
+from anomalist.tools.redact import InjectionFilter, Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class LLMService:
                 if not caps.reachable:
                     self.resilience.breaker.record_failure()
                     raise LLMUnavailable(f"LLM server at {s.base_url} is unreachable: {caps.error}")
-                from agent.llm.backends import openai_chat_model
+                from anomalist.agent.llm.backends import openai_chat_model
 
                 self._caps, self._model_name = caps, name
                 self._chat = openai_chat_model(s, model=name, max_retries=0)

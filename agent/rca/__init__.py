@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from agent.rca.evidence import Signal, log_signals, metric_signals, trace_signals
-from agent.rca.rank import Candidate, FaultKind, RCAParams, rank
+from anomalist.agent.rca.evidence import Signal, log_signals, metric_signals, trace_signals
+from anomalist.agent.rca.rank import Candidate, FaultKind, RCAParams, rank
 
 logger = logging.getLogger(__name__)
 

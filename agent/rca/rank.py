@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from agent.rca.evidence import Signal
+from anomalist.agent.rca.evidence import Signal
 
 FaultKind = Literal["code", "cpu", "memory", "disk", "network"]
 RESOURCE_KINDS = ("cpu", "memory", "disk", "network")

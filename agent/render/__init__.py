@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from agent.report import TriageReport
+from anomalist.agent.report import TriageReport
 
 Format = Literal["markdown", "json", "html"]
 FORMATS: tuple[str, ...] = ("markdown", "json", "html")
@@ -14,15 +14,15 @@ _SUFFIX_FORMAT = {".md": "markdown", ".markdown": "markdown", ".json": "json", "
 def render(report: TriageReport, fmt: Format = "markdown") -> str:
     """Render ``report`` as ``fmt`` ("markdown", "json" or "html"); returns the text."""
     if fmt == "markdown":
-        from agent.render.markdown import render_markdown
+        from anomalist.agent.render.markdown import render_markdown
 
         return render_markdown(report)
     if fmt == "json":
-        from agent.render.json_ import render_json
+        from anomalist.agent.render.json_ import render_json
 
         return render_json(report)
     if fmt == "html":
-        from agent.render.html import render_html
+        from anomalist.agent.render.html import render_html
 
         return render_html(report)
     raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")

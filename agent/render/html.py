@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
-from agent.render.svg import PALETTE, line_chart, service_graph
-from agent.report import Finding, TriageReport
+from anomalist.agent.render.svg import PALETTE, line_chart, service_graph
+from anomalist.agent.report import Finding, TriageReport
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:960px;color:#222}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.report import TriageReport
+from anomalist.agent.report import TriageReport
 
 
 def render_json(report: TriageReport, indent: int | None = 2) -> str:

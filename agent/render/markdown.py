@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agent.report import Finding, TriageReport
+from anomalist.agent.report import Finding, TriageReport
 
 _SEVERITY_MARK = {"info": "INFO", "warning": "WARNING", "critical": "CRITICAL"}
 _MAX_TEMPLATES = 6

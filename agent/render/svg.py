@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from html import escape
 
-from agent.report import Series, ServiceGraph, Span
+from anomalist.agent.report import Series, ServiceGraph, Span
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 SPAN_FILL = "#f4a3a3"

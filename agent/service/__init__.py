@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.service.app import create_app
-from agent.service.server import serve
+from anomalist.agent.service.app import create_app
+from anomalist.agent.service.server import serve
 
 __all__ = ["create_app", "serve"]

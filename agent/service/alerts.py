@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.report import TriageReport
-from tools.alerts import Alert
+from anomalist.agent.report import TriageReport
+from anomalist.tools.alerts import Alert
 
 logger = logging.getLogger(__name__)
 

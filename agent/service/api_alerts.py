@@ -10,10 +10,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from agent.service.alerts import group_of
-from agent.service.jobs import QueueFull
-from agent.service.runtime import ServiceRuntime
-from tools.alerts import Alert, AlertmanagerWebhook
+from anomalist.agent.service.alerts import group_of
+from anomalist.agent.service.jobs import QueueFull
+from anomalist.agent.service.runtime import ServiceRuntime
+from anomalist.tools.alerts import Alert, AlertmanagerWebhook
 
 logger = logging.getLogger(__name__)
 

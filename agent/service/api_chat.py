@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.service.runtime import ServiceRuntime
+from anomalist.agent.service.runtime import ServiceRuntime
 
 logger = logging.getLogger(__name__)
 

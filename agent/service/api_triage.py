@@ -13,10 +13,10 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import UploadFile
 
-from agent.render import render
-from agent.report import TriageReport
-from agent.service.jobs import Job, QueueFull
-from agent.service.runtime import ServiceRuntime
+from anomalist.agent.render import render
+from anomalist.agent.report import TriageReport
+from anomalist.agent.service.jobs import Job, QueueFull
+from anomalist.agent.service.runtime import ServiceRuntime
 
 logger = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from agent import __version__
-from agent.service import api_alerts, api_chat, api_triage
-from agent.service.metrics import CONTENT_TYPE, MetricsMiddleware
-from agent.service.runtime import ServiceRuntime
-from agent.service.security import BodyLimitMiddleware, TimeoutMiddleware, TokenAuth
-from agent.settings import Settings
+from anomalist.agent import __version__
+from anomalist.agent.service import api_alerts, api_chat, api_triage
+from anomalist.agent.service.metrics import CONTENT_TYPE, MetricsMiddleware
+from anomalist.agent.service.runtime import ServiceRuntime
+from anomalist.agent.service.security import BodyLimitMiddleware, TimeoutMiddleware, TokenAuth
+from anomalist.agent.settings import Settings
 
 logger = logging.getLogger(__name__)
 

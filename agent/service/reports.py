@@ -9,7 +9,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.report import TriageReport
+from anomalist.agent.report import TriageReport
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ import httpx
 import pandas as pd
 from langchain_core.callbacks import BaseCallbackHandler
 
-from agent.report import TriageReport
-from agent.service.alerts import SERVICE_LABELS, AlertLedger, resolve_service, slack_blocks
-from agent.service.jobs import Job, JobManager
-from agent.service.metrics import ServiceMetrics, TimedMemory
-from agent.service.reports import ReportStore
-from agent.settings import MetricSource, Settings
-from agent.sources import (
+from anomalist.agent.report import TriageReport
+from anomalist.agent.service.alerts import SERVICE_LABELS, AlertLedger, resolve_service, slack_blocks
+from anomalist.agent.service.jobs import Job, JobManager
+from anomalist.agent.service.metrics import ServiceMetrics, TimedMemory
+from anomalist.agent.service.reports import ReportStore
+from anomalist.agent.settings import MetricSource, Settings
+from anomalist.agent.sources import (
     expand_globs,
     journald_sources,
     log_files,
@@ -33,13 +33,13 @@ from agent.sources import (
     service_queries,
     window_of,
 )
-from tools.alerts import Alert
-from tools.errors import InputError
-from tools.metrics_io import MetricSet, read_metrics
+from anomalist.tools.alerts import Alert
+from anomalist.tools.errors import InputError
+from anomalist.tools.metrics_io import MetricSet, read_metrics
 
 if TYPE_CHECKING:
-    from agent.llm import LLMService
-    from tools.store import IncidentStore
+    from anomalist.agent.llm import LLMService
+    from anomalist.tools.store import IncidentStore
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class ServiceRuntime:
     # ---- shared dependencies -------------------------------------------------------------------------------
     def llm_service(self) -> LLMService | None:
         """The shared ``agent.llm.LLMService`` (None when it cannot be built; triages then run degraded)."""
-        from agent.llm import LLMService  # heavy: imported on first use
+        from anomalist.agent.llm import LLMService  # heavy: imported on first use
 
         with self._lock:
             retry = time.monotonic() - self._llm_failed_at > RETRY_DEPENDENCY_S
@@ -114,7 +114,7 @@ class ServiceRuntime:
 
     def store(self) -> IncidentStore | None:
         """The shared ``tools.store.IncidentStore`` (None when unavailable; triages then run degraded)."""
-        from tools.store import IncidentStore  # heavy (chromadb): imported on first use
+        from anomalist.tools.store import IncidentStore  # heavy (chromadb): imported on first use
 
         with self._lock:
             retry = time.monotonic() - self._store_failed_at > RETRY_DEPENDENCY_S
@@ -134,7 +134,7 @@ class ServiceRuntime:
         store, llm = self.store(), self.llm_service()  # outside the lock: these take it themselves
         with self._lock:
             if self._chat is None:
-                from agent.chat.agent import ChatAgent
+                from anomalist.agent.chat.agent import ChatAgent
 
                 self._chat = ChatAgent.from_settings(
                     self.settings, store=store, llm=llm, llm_callbacks=[self.llm_counter],
@@ -186,7 +186,7 @@ class ServiceRuntime:
         """Run one triage with the shared store and LLM, record its metrics and save the report.
 
         ``missing`` says why logs / metrics are absent (see ``agent.triage.triage``)."""
-        from agent.triage import triage
+        from anomalist.agent.triage import triage
 
         started = time.perf_counter()
         try:
@@ -249,7 +249,7 @@ class ServiceRuntime:
                 alert_dict = payload or alert.model_dump(mode="json")
                 baseline = None
                 if base is not None:
-                    from agent.baseline import Baseline
+                    from anomalist.agent.baseline import Baseline
 
                     baseline = Baseline.build(self.settings, metrics=base)
                 try:

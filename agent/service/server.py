@@ -7,9 +7,9 @@ import sys
 
 import uvicorn
 
-from agent.service.app import create_app
-from agent.service.security import exposure_warning
-from agent.settings import Settings
+from anomalist.agent.service.app import create_app
+from anomalist.agent.service.security import exposure_warning
+from anomalist.agent.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ The stages, one module each:
 - ``rca``: the root-cause stage (``agent.rca`` against a baseline) -> root causes and the service graph.
 """
 
-from agent.triage.assemble import alert_severity
-from agent.triage.pipeline import triage
+from anomalist.agent.triage.assemble import alert_severity
+from anomalist.agent.triage.pipeline import triage
 
 __all__ = ["alert_severity", "triage"]

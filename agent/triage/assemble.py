@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from agent import __version__
-from agent.report import (
+from anomalist.agent import __version__
+from anomalist.agent.report import (
     AlertRef,
     DegradedFlag,
     Explanation,
@@ -23,11 +23,11 @@ from agent.report import (
     Versions,
     max_severity,
 )
-from agent.settings import Settings
-from agent.triage.enrich import Judged, Memory
-from agent.triage.evidence import build_timeline
-from agent.triage.inputs import LogData
-from agent.triage.rank import W_LLM, finding_severity
+from anomalist.agent.settings import Settings
+from anomalist.agent.triage.enrich import Judged, Memory
+from anomalist.agent.triage.evidence import build_timeline
+from anomalist.agent.triage.inputs import LogData
+from anomalist.agent.triage.rank import W_LLM, finding_severity
 
 
 def assemble(
@@ -103,7 +103,7 @@ def with_cause(summary: Explanation, cause: RootCause) -> Explanation:
 def alert_severity(label: str | None) -> Severity:
     """The report severity for an alert's ``severity`` label (Alertmanager / PagerDuty spellings; a firing alert
     without a known label counts as a warning)."""
-    from tools.store.records import normalize_severity
+    from anomalist.tools.store.records import normalize_severity
 
     sev = normalize_severity(label)
     if sev in ("critical", "high"):

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.report import DegradedFlag
-from agent.settings import Settings
-from agent.triage.inputs import LogData, _short
-from agent.triage.rank import MAX_CHANNELS_PER_HIT, Hit, driving_templates, hits_from_scores
+from anomalist.agent.report import DegradedFlag
+from anomalist.agent.settings import Settings
+from anomalist.agent.triage.inputs import LogData, _short
+from anomalist.agent.triage.rank import MAX_CHANNELS_PER_HIT, Hit, driving_templates, hits_from_scores
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def run_log_detectors(
 ) -> tuple[list[Hit], list[str]]:
     """Cross-fit and score each configured log detector on the batch's window counts; returns hits and the names
     of the detectors that ran. See :func:`crossfit_scores`."""
-    from detectors import get_detector
+    from anomalist.detectors import get_detector
 
     names = list(settings.triage.log_detectors)
     counts = data.counts
@@ -92,7 +92,7 @@ MIN_FIT_WINDOWS = 6  # windows a log model must be fitted on
 
 
 def _plausible(folds: list[Any], name: str, degraded: list[DegradedFlag]) -> list[Any]:
-    from detectors.thresholds import implausible
+    from anomalist.detectors.thresholds import implausible
 
     kept = []
     for fold in folds:
@@ -110,7 +110,7 @@ def run_metric_detector(
     """The configured metric detector (``auto``) over the batch's metrics, by the shared operation
     (:func:`tools.metric_anomalies.detect_metric_anomalies`: in-sample scores, flagged above
     ``settings.triage.metric_robust_k`` robust SDs of them), as hits with the channels that drove them."""
-    from tools.metric_anomalies import detect_metric_anomalies
+    from anomalist.tools.metric_anomalies import detect_metric_anomalies
 
     name = settings.detectors.metric_detector
     tick("metrics", 0.2, name)

@@ -19,8 +19,8 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.llm.schemas import cite
-from agent.report import (
+from anomalist.agent.llm.schemas import cite
+from anomalist.agent.report import (
     DegradedFlag,
     Explanation,
     Finding,
@@ -31,11 +31,11 @@ from agent.report import (
 )
 
 if TYPE_CHECKING:
-    from agent.llm import LLMService
-    from agent.llm.service import CitedText
-    from agent.seams import IncidentMemory, Judge
-    from tools.store import IncidentStore
-    from tools.store.records import IncidentHit, RunbookHit
+    from anomalist.agent.llm import LLMService
+    from anomalist.agent.llm.service import CitedText
+    from anomalist.agent.seams import IncidentMemory, Judge
+    from anomalist.tools.store import IncidentStore
+    from anomalist.tools.store.records import IncidentHit, RunbookHit
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def finding_query(f: Finding) -> str:
 def alert_query(alert: dict[str, Any]) -> str:
     """Text that describes an alert for retrieval: its name as given (an incident listing that alert among its
     symptoms is an exact match), then its name in words, annotations and identifying label values."""
-    from tools.alerts import Alert, alert_query_text
+    from anomalist.tools.alerts import Alert, alert_query_text
 
     a = Alert.coerce(alert)
     return "\n".join(p for p in (a.name or "", alert_query_text(a)) if p).strip()
@@ -69,7 +69,7 @@ def alert_query(alert: dict[str, Any]) -> str:
 # ---- incident store --------------------------------------------------------------------------------------------
 def open_store(settings: Any) -> IncidentStore:
     """Open the configured incident store (raises ``tools.store.StoreUnavailable`` when it cannot be used)."""
-    from tools.store import IncidentStore
+    from anomalist.tools.store import IncidentStore
 
     return IncidentStore.from_settings(settings)
 
@@ -151,7 +151,7 @@ def _runbook_ref(hit: RunbookHit) -> RunbookRef:
 # ---- LLM ---------------------------------------------------------------------------------------------------------
 def build_llm(settings: Any) -> LLMService:
     """The LLM layer's service for these settings (raises when it cannot be built)."""
-    from agent.llm import LLMService
+    from anomalist.agent.llm import LLMService
 
     return LLMService(settings.llm, settings.llm_cache_dir)
 
@@ -296,7 +296,7 @@ def _guarded(stop: threading.Event, errors: list[str], fn: Callable[..., Any], *
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - typed LLM errors and anything else: the triage goes on
-        from agent.llm.errors import LLMUnavailable
+        from anomalist.agent.llm.errors import LLMUnavailable
 
         errors.append(_short(exc))
         if isinstance(exc, LLMUnavailable):

@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from agent.report import (
+from anomalist.agent.report import (
     DetectorHit,
     Explanation,
     Finding,
@@ -21,8 +21,8 @@ from agent.report import (
     TemplateEvidence,
     Timeline,
 )
-from agent.triage.inputs import LogData
-from agent.triage.rank import (
+from anomalist.agent.triage.inputs import LogData
+from anomalist.agent.triage.rank import (
     LEVEL_WEIGHT,
     Group,
     GroupScores,
@@ -30,7 +30,7 @@ from agent.triage.rank import (
     service_of_channel,
     service_of_component,
 )
-from tools.metric_anomalies import MOVED_MIN_Z, metric_summary
+from anomalist.tools.metric_anomalies import MOVED_MIN_Z, metric_summary
 
 MAX_TEMPLATES_PER_FINDING = 10
 MAX_METRICS_PER_FINDING = 6

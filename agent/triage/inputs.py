@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.settings import Settings
-from agent.triage.rank import LEVEL_WEIGHT
-from tools.errors import InputError
+from anomalist.agent.settings import Settings
+from anomalist.agent.triage.rank import LEVEL_WEIGHT
+from anomalist.tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def event_keys(tid: pd.Series, component: pd.Series | None) -> pd.Series:
 
 def row_services(ev: pd.DataFrame) -> pd.Series:
     """Service per row: the pod's service column when present, else the component's head."""
-    from agent.triage.rank import service_of_component
+    from anomalist.agent.triage.rank import service_of_component
 
     if "service" in ev and ev["service"].notna().any():
         svc = ev["service"].astype(object)
@@ -161,8 +161,8 @@ def load_logs(
     Raises:
         InputError: nothing readable, or no event carries a timestamp (time windows need one).
     """
-    from tools import parsing
-    from tools.logread import expand_sources
+    from anomalist.tools import parsing
+    from anomalist.tools.logread import expand_sources
 
     window = to_timedelta(settings.triage.window)
     files = expand_sources([str(s) for s in sources])
@@ -197,7 +197,7 @@ def load_logs(
 
 def _pod_services(files: Sequence[str], settings: Settings) -> list[str]:
     """The services of the pods whose log files these are (Kubernetes layouts), known before parsing."""
-    from tools.containers import ServiceMapper, pod_of_path
+    from anomalist.tools.containers import ServiceMapper, pod_of_path
 
     mapper = ServiceMapper(settings.rca.service_map or None)
     out = {ref.service for f in files if (ref := pod_of_path(f, mapper)) is not None and ref.service}

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from agent.baseline import Baseline
-from agent.report import (
+from anomalist.agent.baseline import Baseline
+from anomalist.agent.report import (
     AlertRef,
     DegradedFlag,
     Explanation,
@@ -35,19 +35,19 @@ from agent.report import (
     StageTiming,
     TriageReport,
 )
-from agent.settings import Settings
-from agent.triage.assemble import alert_only_report, assemble, with_cause
-from agent.triage.detect import run_log_detectors, run_metric_detector
-from agent.triage.enrich import Judged, Memory
-from agent.triage.evidence import Candidate, build_finding
-from agent.triage.inputs import LogData, fmt_td, load_logs
-from agent.triage.rank import group_hits, incident_focus, score_group
-from tools.errors import InputError
-from tools.metrics_io import MetricSet, load_metric_set
-from tools.redact import Redactor
+from anomalist.agent.settings import Settings
+from anomalist.agent.triage.assemble import alert_only_report, assemble, with_cause
+from anomalist.agent.triage.detect import run_log_detectors, run_metric_detector
+from anomalist.agent.triage.enrich import Judged, Memory
+from anomalist.agent.triage.evidence import Candidate, build_finding
+from anomalist.agent.triage.inputs import LogData, fmt_td, load_logs
+from anomalist.agent.triage.rank import group_hits, incident_focus, score_group
+from anomalist.tools.errors import InputError
+from anomalist.tools.metrics_io import MetricSet, load_metric_set
+from anomalist.tools.redact import Redactor
 
 if TYPE_CHECKING:
-    from agent.seams import IncidentMemory, Judge
+    from anomalist.agent.seams import IncidentMemory, Judge
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def triage(
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if engine == "ray" and logs:
-        from agent.scale import INSTALL_HINT, ray_available
+        from anomalist.agent.scale import INSTALL_HINT, ray_available
 
         if not ray_available():
             raise InputError(INSTALL_HINT)
@@ -141,7 +141,7 @@ def triage(
             try:
                 parser = baseline.parser() if baseline is not None else None
                 if engine == "ray":
-                    from agent.scale import EngineReport, load_logs_sharded
+                    from anomalist.agent.scale import EngineReport, load_logs_sharded
 
                     eng = EngineReport(engine="ray")
                     if diagnostics is not None:
@@ -250,7 +250,7 @@ MAX_LISTED_CHANNELS = 200
 
 def _read_traces(traces: Sequence[str | Path] | str | Path, settings: Settings, inputs: InputSummary,
                  degraded: list[DegradedFlag]) -> pd.DataFrame | None:
-    from tools.traces import read_spans
+    from anomalist.tools.traces import read_spans
 
     try:
         spans, rep = read_spans([traces] if isinstance(traces, (str, Path)) else list(traces),
@@ -265,7 +265,7 @@ def _read_traces(traces: Sequence[str | Path] | str | Path, settings: Settings, 
 def _root_causes(run: _Run, logdata: LogData | None, mset: MetricSet | None, spans: pd.DataFrame | None,
                  baseline: Baseline | None, findings: list[Finding], redact: Callable[[str], str]
                  ) -> tuple[Any, list[RootCause], ServiceGraph | None]:
-    from agent.triage import rca as triage_rca
+    from anomalist.agent.triage import rca as triage_rca
 
     try:
         ctx = triage_rca.build_inputs(run.settings, logdata, mset, spans, baseline)
@@ -390,7 +390,7 @@ def _log_inputs(inputs: InputSummary, d: LogData) -> None:
 
 
 def _score(g: Any, logs: LogData | None, mdf: pd.DataFrame | None) -> Candidate:
-    from tools.metric_anomalies import metric_summary, moved_channels
+    from anomalist.tools.metric_anomalies import metric_summary, moved_channels
 
     def first_seen(t: str) -> pd.Timestamp | None:
         if logs is None:
@@ -435,7 +435,7 @@ class CountingRedactor:
 def _start_store(run: _Run, store: IncidentMemory | None) -> Future[IncidentMemory]:
     """The incident store, opened (when not shared) and warmed up (embedding model, keyword index) on a daemon
     thread while the logs are parsed. The future holds the store, or the exception that made it unavailable."""
-    from agent.triage.enrich import open_store
+    from anomalist.agent.triage.enrich import open_store
 
     fut: Future[IncidentMemory] = Future()
 
@@ -452,7 +452,7 @@ def _start_store(run: _Run, store: IncidentMemory | None) -> Future[IncidentMemo
 
 
 def _retrieve(run: _Run, store: Future[IncidentMemory], top: list[Finding], alert: dict[str, Any] | None) -> Memory:
-    from agent.triage.enrich import retrieve
+    from anomalist.agent.triage.enrich import retrieve
 
     try:
         st = store.result(timeout=STORE_OPEN_TIMEOUT_S)
@@ -470,7 +470,7 @@ def _start_llm(run: _Run, llm: Judge | None) -> Judge | None:
     Loading a local model (or probing a server) overlaps with parsing and detection; the judgments later find it
     ready. Failures here are not reported: the judgment stage reports what it meets.
     """
-    from agent.triage.enrich import build_llm
+    from anomalist.agent.triage.enrich import build_llm
 
     if llm is None:
         if run.settings.llm.backend == "none":
@@ -493,7 +493,7 @@ def _quietly(fn: Callable[[], Any]) -> None:
 
 def _judge(run: _Run, llm: Judge | None, top: list[Finding], findings: list[Finding], memory: Memory,
            alert_ref: AlertRef | None) -> Judged | None:
-    from agent.triage.enrich import incident_examples, judge_findings, llm_view
+    from anomalist.agent.triage.enrich import incident_examples, judge_findings, llm_view
 
     if run.settings.llm.backend == "none" and llm is None:
         run.degraded.append(DegradedFlag(component="llm", name="llm", reason="LLM disabled (backend 'none')"))

@@ -93,7 +93,7 @@ def hits_from_scores(
     ``median``: the detector's median training score (the scale of the strength); default: of ``scores``. Spans
     and strength by the shared rules (``detectors.thresholds.score_spans`` / ``span_strength``).
     """
-    from detectors.thresholds import score_spans, span_strength
+    from anomalist.detectors.thresholds import score_spans, span_strength
 
     if median is None:
         finite = scores[np.isfinite(scores.to_numpy(dtype="float64"))]

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from agent.baseline import Baseline
-from agent.rca import Candidate, RCAInputs, RCAParams, RCAResult, Signal, analyze
-from agent.report import (
+from anomalist.agent.baseline import Baseline
+from anomalist.agent.rca import Candidate, RCAInputs, RCAParams, RCAResult, Signal, analyze
+from anomalist.agent.report import (
     Explanation,
     Finding,
     RCASummary,
@@ -26,11 +26,11 @@ from agent.report import (
     ServiceGraph,
     ServiceNode,
 )
-from agent.settings import Settings
-from agent.triage.inputs import MENTION_SEP, LogData, fmt_td, to_timedelta
-from agent.triage.rank import service_of_channel
-from tools.containers import ServiceMapper
-from tools.metrics_io import MetricSet
+from anomalist.agent.settings import Settings
+from anomalist.agent.triage.inputs import MENTION_SEP, LogData, fmt_td, to_timedelta
+from anomalist.agent.triage.rank import service_of_channel
+from anomalist.tools.containers import ServiceMapper
+from anomalist.tools.metrics_io import MetricSet
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def build_inputs(settings: Settings, logs: LogData | None, metrics: MetricSet | 
                 inp.entity_of.setdefault(str(c), None)
     # Traces.
     if spans is not None and len(spans):
-        from tools.traces import call_edges, entry_spans
+        from anomalist.tools.traces import call_edges, entry_spans
 
         ref_spans: pd.DataFrame | None
         if base is not None:
@@ -292,7 +292,7 @@ def _overlaps(f: Finding, c: Candidate) -> bool:
 def _graph(ctx: RCAContext, causes: list[RootCause]) -> ServiceGraph | None:
     if ctx.spans is None or not len(ctx.spans):
         return None
-    from tools.traces import call_edges, edge_stats
+    from anomalist.tools.traces import call_edges, edge_stats
 
     st = edge_stats(call_edges(ctx.spans))
     base = edge_stats(call_edges(ctx.base_spans)) if ctx.base_spans is not None and len(ctx.base_spans) else None

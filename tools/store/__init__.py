@@ -11,16 +11,16 @@ Public API:
 The embedded store is for one writer process; several processes share memory through a ``chroma run`` server.
 """
 
-from tools.alerts import Alert, alert_query_text, alerts_from_payload, render_template
-from tools.store.backend import StoreUnavailable
-from tools.store.importers import (
+from anomalist.tools.alerts import Alert, alert_query_text, alerts_from_payload, render_template
+from anomalist.tools.store.backend import StoreUnavailable
+from anomalist.tools.store.importers import (
     import_alert_rules,
     import_incidents,
     import_runbooks,
     incident_from_postmortem,
     incident_from_report,
 )
-from tools.store.records import (
+from anomalist.tools.store.records import (
     SCHEMA_VERSION,
     ImportSummary,
     Incident,
@@ -33,7 +33,7 @@ from tools.store.records import (
     StoreFilters,
     Symptoms,
 )
-from tools.store.store import IncidentStore, UpsertResult
+from anomalist.tools.store.store import IncidentStore, UpsertResult
 
 __all__ = [
     "SCHEMA_VERSION", "Alert", "ImportSummary", "Incident", "IncidentHit", "IncidentStore", "Rejection", "Runbook",

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tools.errors import AnomalistError
+from anomalist.tools.errors import AnomalistError
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from tools.store.records import Incident, Runbook
-from tools.store.text import split_identifier, tokenize
+from anomalist.tools.store.records import Incident, Runbook
+from anomalist.tools.store.text import split_identifier, tokenize
 
 # Bump when the text embedded for a record changes: stored records then count as changed and are re-embedded.
 PASSAGE_RECIPE = "passages-v2"

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from tools.alerts import url_key, url_name
-from tools.store.records import (
+from anomalist.tools.alerts import url_key, url_name
+from anomalist.tools.store.records import (
     ImportSummary,
     Incident,
     Rejection,
@@ -29,8 +29,8 @@ from tools.store.records import (
     RunbookSection,
     normalize_severity,
 )
-from tools.store.runbook_md import parse_runbook_markdown
-from tools.store.store import IncidentStore
+from anomalist.tools.store.runbook_md import parse_runbook_markdown
+from anomalist.tools.store.store import IncidentStore
 
 logger = logging.getLogger(__name__)
 

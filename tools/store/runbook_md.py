@@ -11,8 +11,8 @@ import re
 
 import yaml
 
-from tools.store.records import Runbook, RunbookSection
-from tools.store.text import split_identifier
+from anomalist.tools.store.records import Runbook, RunbookSection
+from anomalist.tools.store.text import split_identifier
 
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")

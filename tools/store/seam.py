@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from tools.alerts import Alert
-    from tools.store.records import IncidentHit, RunbookHit, StoreFilters
+    from anomalist.tools.alerts import Alert
+    from anomalist.tools.store.records import IncidentHit, RunbookHit, StoreFilters
 
 __all__ = ["IncidentMemory"]
 

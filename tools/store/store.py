@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tools.alerts import Alert, alert_query_text, url_key, url_name
-from tools.store.backend import StoreUnavailable, guard, open_embedded, open_server, server_url
-from tools.store.documents import (
+from anomalist.tools.alerts import Alert, alert_query_text, url_key, url_name
+from anomalist.tools.store.backend import StoreUnavailable, guard, open_embedded, open_server, server_url
+from anomalist.tools.store.documents import (
     PASSAGE_RECIPE,
     embedding_text,
     incident_keyword_tokens,
@@ -33,7 +33,7 @@ from tools.store.documents import (
     runbook_keyword_tokens,
     runbook_passages,
 )
-from tools.store.records import (
+from anomalist.tools.store.records import (
     SEVERITY_RANK,
     Incident,
     IncidentHit,
@@ -43,7 +43,7 @@ from tools.store.records import (
     ScoreParts,
     StoreFilters,
 )
-from tools.store.text import KeywordIndex, tokenize
+from anomalist.tools.store.text import KeywordIndex, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class IncidentStore:
         if not isinstance(mode, str):
             return cls.from_settings(mode, path, embedder=embedder, create=create)
         if embedder is None:
-            from tools.embeddings import get_embedder
+            from anomalist.tools.embeddings import get_embedder
 
             embedder = get_embedder(backend=embedding_backend)
         if mode == "embedded":

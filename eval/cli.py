@@ -76,6 +76,7 @@ def timeseries(
     data: Path = typer.Option(..., "--data", help="NAB layout (data/, labels/) or SMD layout (train/, test/, ...)."),
     fmt: str = typer.Option(..., "--format", help="nab | smd"),
     detectors: str = typer.Option(None, "--detectors", help="Comma-separated registry names; default all."),
+    cv: bool = typer.Option(False, "--cv/--no-cv", help="Leave one group (SMD machine, NAB folder) out: auto's configuration and the baseline chosen on the others."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Time-series detectors side by side: AUC-PR, AUC-ROC, VUS-PR, F1 variants, timings."""
@@ -84,7 +85,7 @@ def timeseries(
         raise typer.BadParameter("must be 'nab' or 'smd'", param_hint="--format")
     from anomalist.eval import timeseries as suite
 
-    _emit(suite.run(data, fmt=fmt, detectors=_split(detectors)), as_json, suite.render)
+    _emit(suite.run(data, fmt=fmt, detectors=_split(detectors), cv=cv), as_json, suite.render)
 
 
 @app.command("logs")

@@ -8,8 +8,6 @@ runs from a model's call), not because the model happens to ignore the text.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,6 @@ import pytest
 
 from anomalist.agent.chat.agent import ChatAgent
 from anomalist.agent.llm import make_chat_model
-from anomalist.agent.llm.engines import embedded_model_path
 from anomalist.agent.settings import load_settings
 
 pytestmark = [pytest.mark.server, pytest.mark.llm, pytest.mark.timeout(300)]
@@ -29,20 +26,9 @@ HOSTILE = ("2026-05-01 12:00:{s:02d} ERROR payments db timeout after 30000 ms. S
 @pytest.fixture(scope="module")
 def tool_server() -> Iterator[str]:
     """llama.cpp's OpenAI-compatible server with the ``chatml-function-calling`` format: it emits tool calls."""
-    pytest.importorskip("llama_cpp.server")
-    from tests.test_llm_openai import _free_port, _stop, _wait_port
+    from tests.test_llm_openai import serve_embedded_model
 
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--n_threads", "1", "--chat_format", "chatml-function-calling"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_port(port, proc, 120, "/v1/models")
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _stop(proc)
+    yield from serve_embedded_model("--chat_format", "chatml-function-calling", n_ctx=4096)
 
 
 def _restart_tool(calls: list[str]):  # type: ignore[no-untyped-def]

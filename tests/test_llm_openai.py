@@ -100,14 +100,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    """``python -m llama_cpp.server`` on the embedded model, on a free loopback port."""
+def serve_embedded_model(*extra: str, n_ctx: int = 2048) -> Iterator[str]:
+    """``python -m llama_cpp.server`` on the embedded model, on a free loopback port; yields its ``/v1`` URL."""
     pytest.importorskip("llama_cpp.server")
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
+         "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "1", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -115,6 +114,11 @@ def llama_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    yield from serve_embedded_model()
 
 
 def _fake(mode: str) -> Iterator[str]:

@@ -27,7 +27,7 @@ from anomalist.agent.settings import Settings
 from anomalist.agent.triage.enrich import Judged, Memory
 from anomalist.agent.triage.evidence import build_timeline
 from anomalist.agent.triage.inputs import LogData
-from anomalist.agent.triage.rank import W_LLM, finding_severity
+from anomalist.agent.triage.rank import W_LLM, finding_severity, rank_findings
 
 
 def assemble(
@@ -50,9 +50,7 @@ def assemble(
                 f.scores.total = round((1 - W_LLM) * f.scores.total + W_LLM * llm_score, 4)
                 f.severity = finding_severity(f.scores.strength, f.scores.severity, f.scores.total, v.anomalous)  # type: ignore[assignment]
             f.llm_explanation = judged.explanations.get(f.id)
-    findings.sort(key=lambda f: (-f.scores.focus, -f.scores.total))
-    for i, f in enumerate(findings, 1):
-        f.rank = i
+    rank_findings(findings)
     severity = max_severity([f.severity for f in findings])
     summary = compose_summary(findings, memory, severity)
     versions = Versions(anomalist=__version__, detectors=detectors_ran,

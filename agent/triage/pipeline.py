@@ -41,7 +41,7 @@ from anomalist.agent.triage.detect import run_log_detectors, run_metric_detector
 from anomalist.agent.triage.enrich import Judged, Memory
 from anomalist.agent.triage.evidence import Candidate, build_finding
 from anomalist.agent.triage.inputs import LogData, fmt_td, load_logs
-from anomalist.agent.triage.rank import group_hits, incident_focus, score_group
+from anomalist.agent.triage.rank import group_hits, incident_focus, rank_findings, score_group
 from anomalist.tools.errors import InputError
 from anomalist.tools.metrics_io import MetricSet, load_metric_set
 from anomalist.tools.redact import Redactor
@@ -212,9 +212,7 @@ def triage(
     focus = incident_focus(findings, causes[0] if causes else None, alert_ref, window)
     for f in findings:
         f.scores.focus = focus.get(f.id, 0.0)
-    findings.sort(key=lambda f: (-f.scores.focus, -f.scores.total))
-    for i, f in enumerate(findings, 1):
-        f.rank = i
+    rank_findings(findings)
     top = findings[: settings.triage.top_k]
 
     with run.stage("retrieve"):

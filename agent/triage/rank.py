@@ -23,10 +23,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from anomalist.agent.report import AlertRef, Finding, RootCause
 
 W_STRENGTH, W_SEVERITY, W_NOVELTY, W_LLM = 0.45, 0.30, 0.25, 0.2
 LEVEL_WEIGHT = {"FATAL": 1.0, "CRITICAL": 1.0, "CRIT": 1.0, "EMERG": 1.0, "ALERT": 1.0, "SEVERE": 1.0,
@@ -228,28 +231,31 @@ ALERT_LEAD = pd.Timedelta(minutes=30)
 """How long before an alert fires its cause may start (alert rules wait ``for:`` minutes, and trends lead)."""
 
 
-def incident_focus(findings: Sequence[object], cause: object | None, alert: object | None,
+def incident_focus(findings: Sequence[Finding], cause: RootCause | None, alert: AlertRef | None,
                    window: pd.Timedelta) -> dict[str, float]:
     """Finding id -> 1.0 for the findings of the incident at hand (see the module docstring), else 0.0.
 
-    ``findings``: report findings (``id``, ``start``, ``end``, ``services``); ``cause``: the top root-cause candidate
-    (``service``, ``current``, ``related_findings``) or None; ``alert``: the report's alert (``starts_at``,
-    ``service``) or None; ``window``: the finding spans' resolution (slack on the alert's start).
+    ``cause``: the top root-cause candidate or None; ``alert``: the report's alert or None; ``window``: the finding
+    spans' resolution (slack on the alert's start).
     """
+    starts: pd.Timestamp | None = None
+    if alert is not None and alert.starts_at is not None:
+        t = pd.Timestamp(alert.starts_at)
+        starts = t.tz_convert(None) if t.tzinfo is not None else t
     out: dict[str, float] = {}
     for f in findings:
-        fid, services = str(getattr(f, "id")), set(getattr(f, "services", []) or [])  # noqa: B009
-        hit = False
-        if cause is not None and getattr(cause, "current", True):
-            hit = fid in (getattr(cause, "related_findings", []) or []) and getattr(cause, "service", None) in services
-        starts = getattr(alert, "starts_at", None) if alert is not None else None
-        if not hit and starts is not None:
-            t = pd.Timestamp(starts)
-            t = t.tz_convert(None) if t.tzinfo is not None else t
+        services = set(f.services)
+        hit = cause is not None and cause.current and f.id in cause.related_findings and cause.service in services
+        if not hit and starts is not None and alert is not None:
             # It started before the alert fired (within a window) and had not ended long before it.
-            within = (pd.Timestamp(getattr(f, "start")) <= t + window  # noqa: B009
-                      and pd.Timestamp(getattr(f, "end")) >= t - ALERT_LEAD)  # noqa: B009
-            svc = getattr(alert, "service", None)
-            hit = within and (not svc or not services or svc in services)
-        out[fid] = 1.0 if hit else 0.0
+            within = pd.Timestamp(f.start) <= starts + window and pd.Timestamp(f.end) >= starts - ALERT_LEAD
+            hit = within and (not alert.service or not services or alert.service in services)
+        out[f.id] = 1.0 if hit else 0.0
     return out
+
+
+def rank_findings(findings: list[Finding]) -> None:
+    """Order ``findings`` in place, the incident at hand first (``scores.focus``), then by total, and number them."""
+    findings.sort(key=lambda f: (-f.scores.focus, -f.scores.total))
+    for i, f in enumerate(findings, 1):
+        f.rank = i
